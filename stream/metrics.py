@@ -1,0 +1,90 @@
+"""Every Prometheus metric leadstream exports; labels come from small fixed sets only.
+
+No lead id, email or free text ever becomes a label value: label values are route names,
+channels, model event types, reasons, stages, sinks and outcomes, all from closed sets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+# Collector
+HTTP_REQUESTS = Counter(
+    "leadstream_collector_requests_total", "HTTP requests by route and status.", ["route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "leadstream_collector_request_duration_seconds",
+    "HTTP request duration by route.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_REQUEST_SIZE = Histogram(
+    "leadstream_collector_request_size_bytes",
+    "Request body size by route.",
+    ["route"],
+    buckets=(256, 1024, 4096, 16384, 65536, 262144, 524288),
+)
+EVENTS_RECEIVED = Counter(
+    "leadstream_events_received_total", "Events accepted by channel and type.", ["channel", "type"]
+)
+EVENTS_UNMAPPED = Counter(
+    "leadstream_events_unmapped_total",
+    "Events kept but not scored because their name maps to no model type, by source kind.",
+    ["kind"],
+)
+DEAD_LETTERS = Counter(
+    "leadstream_dead_letters_total", "Records sent to a dead-letter topic.", ["stage", "reason"]
+)
+
+# Worker
+EVENTS_PROCESSED = Counter(
+    "leadstream_worker_events_total", "Events handled by the scoring agent.", ["outcome"]
+)
+PROCESSING_DURATION = Histogram(
+    "leadstream_worker_processing_duration_seconds",
+    "Time to apply one event: decode, engine, table write, handoff send.",
+    ["agent"],
+    buckets=LATENCY_BUCKETS,
+)
+EVENT_TO_SCORE = Histogram(
+    "leadstream_event_to_score_seconds",
+    "From collector receipt to the score being applied.",
+    buckets=LATENCY_BUCKETS,
+)
+EVENT_TO_HANDOFF = Histogram(
+    "leadstream_event_to_handoff_seconds",
+    "From collector receipt of the triggering event to the handoff record being produced.",
+    buckets=LATENCY_BUCKETS,
+)
+TRANSITIONS = Counter(
+    "leadstream_stage_transitions_total", "Stage changes.", ["from_stage", "to_stage", "reason"]
+)
+IDENTITY_MERGES = Counter(
+    "leadstream_identity_merges_total", "Anonymous histories joined to a known lead.", ["kind"]
+)
+LEADS_IN_STATE = Gauge(
+    "leadstream_worker_leads", "Leads held in this worker's state table."
+)
+CONSUMER_LAG = Gauge(
+    "leadstream_consumer_lag_records",
+    "Records behind the log end, computed by the process itself.",
+    ["group", "topic"],
+)
+
+# Notifier
+DELIVERIES = Counter(
+    "leadstream_notifier_deliveries_total",
+    "Handoff deliveries by sink and outcome.",
+    ["sink", "outcome"],
+)
+DELIVERY_ATTEMPT_DURATION = Histogram(
+    "leadstream_notifier_attempt_duration_seconds",
+    "Duration of one delivery attempt.",
+    ["sink"],
+    buckets=LATENCY_BUCKETS,
+)
+DELIVERIES_PENDING = Gauge(
+    "leadstream_notifier_pending_deliveries", "Handoffs received but not yet settled.", ["lane"]
+)

@@ -1,0 +1,172 @@
+"""Settings: one frozen object built from LEADSTREAM_* variables and command-line flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream.errors import SettingsError
+
+ENV_PREFIX = "LEADSTREAM_"
+
+
+def _doc(text: str, **kwargs: Any) -> Any:
+    """A dataclass field carrying its help text, shown by `--help` and `leadstream settings`."""
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a leadstream process can be told; read once, handed down, never global."""
+
+    kafka_bootstrap: str = _doc("Kafka bootstrap servers, host:port[,host:port].", default="127.0.0.1:19092")
+    topic_prefix: str = _doc("Prefix for every topic name (e.g. 'staging.').", default="")
+    partitions: int = _doc(
+        "Partitions of the event, by-lead and handoff topics; co-partitioned topics must match.",
+        default=4,
+    )
+    redis_url: str = _doc("Redis URL for lead snapshots and idempotency keys.", default="redis://127.0.0.1:16379/0")
+    redis_prefix: str = _doc("Prefix of every Redis key leadstream writes.", default="leadstream:")
+
+    collector_host: str = _doc("Collector listen address.", default="127.0.0.1")
+    collector_port: int = _doc("Collector HTTP port (Segment API, pixel, webhooks, lead API).", default=8080)
+    write_keys: str = _doc(
+        "Accepted write keys as key=source:kind pairs, comma separated (kind: browser|server).",
+        default="demo-browser-key=website:browser,demo-server-key=crm:server",
+    )
+    max_event_bytes: int = _doc("Largest accepted single event, bytes.", default=32 * 1024)
+    max_request_bytes: int = _doc("Largest accepted request body (after gzip), bytes.", default=500 * 1024)
+    max_batch_events: int = _doc("Most events in one batch request.", default=2500)
+    rate_limit_per_second: float = _doc("Events per second allowed per write key (0 = off).", default=0.0)
+
+    worker_port: int = _doc("Worker web port (Faust web: /metrics).", default=6066)
+    data_dir: str = _doc("Worker state directory (RocksDB tables).", default=".leadstream/worker")
+    model_path: str = _doc("Scoring model file; empty means the packaged default-b2b model.", default="")
+    rocksdb_block_cache_mib: int = _doc("RocksDB block cache per table partition, MiB.", default=16)
+    rocksdb_write_buffer_mib: int = _doc("RocksDB write buffer per table partition, MiB.", default=8)
+    idle_tick_seconds: float = _doc(
+        "After this many idle seconds a partition's stream time follows the wall clock so daily "
+        "ticks fire without traffic (0 = never: deterministic tests and replays).",
+        default=60.0,
+    )
+
+    notifier_port: int = _doc("Notifier metrics port.", default=6067)
+    webhook_url: str = _doc("Webhook that receives handoffs (empty = log only).", default="")
+    webhook_secret: str = _doc(
+        "Standard Webhooks secret (whsec_<base64>); a second one, space separated, is accepted "
+        "during rotation.",
+        default="whsec_bGVhZHN0cmVhbS1kZW1vLXNlY3JldC0xMjM0NTY3OA==",
+    )
+    delivery_attempts: int = _doc("Delivery attempts before a handoff goes to the dead-letter topic.", default=6)
+    delivery_backoff_seconds: float = _doc("First retry delay; doubles per attempt, with jitter.", default=0.5)
+    delivery_timeout_seconds: float = _doc("Timeout of one delivery attempt.", default=5.0)
+    allow_private_urls: bool = _doc(
+        "Allow webhook URLs on loopback/private addresses (local development only).",
+        default=False,
+    )
+
+    dev_dir: str = _doc("Where `leadstream dev` keeps Kafka, Redis, logs and pid files.", default=".leadstream/dev")
+    kafka_version: str = _doc("Apache Kafka release `leadstream dev` resolves from Maven Central.", default="4.1.1")
+    kafka_controller_port: int = _doc("KRaft controller port of the dev broker.", default=19093)
+    kafka_heap: str = _doc("Heap of the dev broker (-Xmx).", default="768m")
+    log_level: str = _doc("Log level: debug, info, warning, error.", default="info")
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Read LEADSTREAM_* variables; explicit overrides (CLI flags) win; values are checked."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if f.name in overrides and overrides[f.name] is not None:
+                values[f.name] = overrides[f.name]
+            elif name in env:
+                values[f.name] = _parse(name, env[name], f.type)
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise SettingsError(f"unknown settings {sorted(unknown)}")
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        settings = dataclasses.replace(self, **changes)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Fail early with a message that names the variable and the fix."""
+        for host_port in self.kafka_bootstrap.split(","):
+            host, _, port = host_port.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise SettingsError(
+                    f"{ENV_PREFIX}KAFKA_BOOTSTRAP={self.kafka_bootstrap!r}: want host:port[,host:port]"
+                )
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: want redis://host:port/db")
+        if self.partitions < 1:
+            raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: want 1 or more")
+        self.parsed_write_keys()
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise SettingsError(
+                f"{ENV_PREFIX}LOG_LEVEL={self.log_level!r}: want debug, info, warning or error"
+            )
+
+    def parsed_write_keys(self) -> dict[str, tuple[str, str]]:
+        """write key -> (source name, kind); kind decides which event types a source may send."""
+        keys: dict[str, tuple[str, str]] = {}
+        for item in filter(None, (p.strip() for p in self.write_keys.split(","))):
+            key, sep, rest = item.partition("=")
+            source, _, kind = rest.partition(":")
+            if not sep or not key or not source or kind not in {"browser", "server"}:
+                raise SettingsError(
+                    f"{ENV_PREFIX}WRITE_KEYS: {item!r} is not key=source:browser|server"
+                )
+            keys[key] = (source, kind)
+        return keys
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
+
+    @property
+    def redis_port(self) -> int:
+        rest = self.redis_url.split("://", 1)[1].split("/", 1)[0]
+        return int(rest.rpartition(":")[2]) if ":" in rest else 6379
+
+    @property
+    def dev_path(self) -> Path:
+        return Path(self.dev_dir).resolve()
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, help) of every setting, for documentation and `--help`."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        rows.append((ENV_PREFIX + f.name.upper(), repr(f.default), f.metadata["help"]))
+    return rows
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: want a {kind}") from None
+    return raw

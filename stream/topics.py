@@ -1,0 +1,95 @@
+"""Topic names (with the configured prefix), partition counts, and topic creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stream.settings import Settings
+
+CHANNELS = ("web", "email", "social", "crm")
+# The product channel (trial, activation) rides on the web topic: same clients, same volume.
+CHANNEL_TOPIC = {"web": "web", "product": "web", "email": "email", "social": "social", "crm": "crm"}
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic leadstream reads or writes, named once."""
+
+    prefix: str
+    partitions: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topics:
+        return cls(settings.topic_prefix, settings.partitions)
+
+    def events(self, channel: str) -> str:
+        return f"{self.prefix}leads.events.{CHANNEL_TOPIC[channel]}"
+
+    @property
+    def channel_topics(self) -> list[str]:
+        return [self.events(c) for c in CHANNELS]
+
+    @property
+    def by_lead(self) -> str:
+        return f"{self.prefix}leads.events.by_lead"
+
+    @property
+    def handoff(self) -> str:
+        return f"{self.prefix}leads.handoff"
+
+    @property
+    def ledger(self) -> str:
+        return f"{self.prefix}leads.ledger"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.prefix}leads.deadletter"
+
+    @property
+    def handoff_deadletter(self) -> str:
+        return f"{self.prefix}leads.handoff.deadletter"
+
+    def all(self) -> dict[str, int]:
+        """name -> partitions; co-partitioned topics share one count, dead letters need fewer."""
+        names = dict.fromkeys(
+            [*self.channel_topics, self.by_lead, self.handoff, self.ledger], self.partitions
+        )
+        names[self.deadletter] = 1
+        names[self.handoff_deadletter] = 1
+        return names
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create missing topics with the expected partition counts; refuse a mismatch loudly.
+
+    Faust refuses a table whose changelog and source differ in partitions, so a topic that was
+    auto-created with another count would break the worker much later: we check it here.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from stream.errors import SettingsError
+
+    topics = Topics.from_settings(settings)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        wanted = topics.all()
+        existing = await admin.describe_topics(list(wanted))
+        have = {
+            t["topic"]: len(t["partitions"]) for t in existing if t.get("error_code", 0) == 0
+        }
+        missing = [
+            NewTopic(name, num_partitions=n, replication_factor=1)
+            for name, n in wanted.items()
+            if name not in have
+        ]
+        if missing:
+            await admin.create_topics(missing)
+        wrong = {n: have[n] for n in wanted if n in have and have[n] != wanted[n]}
+        if wrong:
+            raise SettingsError(
+                f"topics {wrong} exist with other partition counts than "
+                f"LEADSTREAM_PARTITIONS={settings.partitions}: delete them or set the count"
+            )
+    finally:
+        await admin.close()

@@ -1,0 +1,1 @@
+"""The Faust worker: identity, scoring agent, state tables, handoffs, Redis snapshots."""

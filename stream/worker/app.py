@@ -1,0 +1,183 @@
+"""The Faust app: two agents, two RocksDB tables, a Redis flusher. Built from Settings only.
+
+Agents run with `concurrency=1`: with more, faust-streaming can commit an offset past a record
+that is still being processed and lose it after a crash (faust issue #606). We scale out with
+partitions and worker processes instead. Exactly-once comes from idempotent state (a per-lead
+offset watermark and event-id dedupe inside each lead's state), not from Faust's experimental
+transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from prometheus_client import REGISTRY
+
+from stream import metrics
+from stream.scoring import LeadState, Model, load_model
+from stream.settings import Settings
+from stream.store.redis import LeadStore
+from stream.topics import Topics, ensure_topics
+from stream.worker.processor import Emit, IdentityStep, Record, ScoringStep
+
+log = logging.getLogger("leadstream.worker")
+RAW: dict[str, Any] = {
+    "key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"
+}
+
+
+class RedisFlusher:
+    """Coalesces snapshot writes: a lead scored 50 times in 200 ms is written once."""
+
+    def __init__(self, settings: Settings, scoring: ScoringStep):
+        self.settings = settings
+        self.scoring = scoring
+        self.dirty: dict[str, LeadState] = {}
+        self.ledgers: dict[str, list[dict[str, Any]]] = {}
+        self.store: LeadStore | None = None
+
+    def mark(self, lead_id: str, state: LeadState) -> None:
+        self.dirty[lead_id] = state
+
+    def add_ledger(self, lead_id: str, entries: list[dict[str, Any]]) -> None:
+        self.ledgers.setdefault(lead_id, []).extend(entries)
+
+    async def flush(self) -> None:
+        if not self.dirty and not self.ledgers:
+            return
+        if self.store is None:
+            self.store = LeadStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
+        dirty, self.dirty = self.dirty, {}
+        ledgers, self.ledgers = self.ledgers, {}
+        snaps = [self.scoring.snapshot(state) for state in dirty.values()]
+        try:
+            await self.store.write(snaps, {k: v[::-1] for k, v in ledgers.items()})
+        except Exception as exc:  # noqa: BLE001 - Redis down must not stop scoring
+            log.warning("Redis write failed (%s); will retry with the next flush", exc)
+            for lead_id, state in dirty.items():
+                self.dirty.setdefault(lead_id, state)
+            for lead_id, entries in ledgers.items():
+                self.ledgers.setdefault(lead_id, [])[:0] = entries
+
+
+def create_app(settings: Settings, model: Model | None = None) -> faust.App:
+    model = model or load_model(settings.model_path or None)
+    topics = Topics.from_settings(settings)
+    mib = 1024 * 1024
+    app = faust.App(
+        f"{settings.topic_prefix}leadstream-worker",
+        broker=";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")),
+        store="rocksdb://",
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        web_port=settings.worker_port,
+        web_bind=settings.collector_host,
+        web_tables_enabled=False,  # table contents are personal data
+        web_router_enabled=False,
+        autodiscover=False,
+        broker_commit_interval=1.0,
+        producer_linger=0.005,
+        rocksdb_options={
+            "block_cache_size": settings.rocksdb_block_cache_mib * mib,
+            "block_cache_compressed_size": 0,
+            "write_buffer_size": settings.rocksdb_write_buffer_mib * mib,
+            "max_write_buffer_number": 2,
+            "max_open_files": 256,
+        },
+    )
+    channel_topic = app.topic(*topics.channel_topics, **RAW)
+    crm_topic = app.topic(topics.events("crm"), **RAW)
+    by_lead_topic = app.topic(topics.by_lead, partitions=settings.partitions, **RAW)
+    handoff_topic = app.topic(topics.handoff, **RAW)
+    ledger_topic = app.topic(topics.ledger, **RAW)
+    deadletter_topic = app.topic(topics.deadletter, partitions=1, **RAW)
+    aliases = app.Table(
+        "aliases", key_type=str, value_type=str, partitions=settings.partitions,
+        key_serializer="json", value_serializer="json",
+    )
+    states = app.Table("lead_state", partitions=settings.partitions, **RAW)
+
+    identity = IdentityStep(aliases)
+    flusher: RedisFlusher
+    scoring = ScoringStep(states, model, lambda lead_id, state: flusher.mark(lead_id, state))
+    flusher = RedisFlusher(settings, scoring)
+
+    async def send(emit: Emit) -> None:
+        # Handoffs and hand-overs are acknowledged before the state that produced them is
+        # stored: after a crash the event is applied again and re-emits the same ce_ids.
+        waits = []
+        for key, value, headers in emit.handoffs:
+            waits.append(await handoff_topic.send(key=key, value=value, headers=headers))
+        for key, value, headers in emit.by_lead:
+            waits.append(await by_lead_topic.send(key=key, value=value, headers=headers))
+        for channel, key, value in emit.channel:
+            waits.append(await crm_topic.send(key=key, value=value) if channel == "crm" else None)
+        for dl_key, dl_value, dl_headers in emit.deadletters:
+            waits.append(
+                await deadletter_topic.send(key=dl_key, value=dl_value, headers=dl_headers)
+            )
+        for key, value in emit.ledger:
+            await ledger_topic.send(key=key, value=value)
+        for fut in waits:
+            if fut is not None:
+                await fut
+
+    def to_record(event: faust.types.EventT) -> Record:
+        m = event.message
+        headers = list(m.headers.items()) if isinstance(m.headers, dict) else list(m.headers or [])
+        return Record(m.topic, m.partition, m.offset, m.key, m.value or b"", headers)
+
+    @app.agent(channel_topic, concurrency=1)
+    async def identity_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            await send(identity.process(to_record(event)))
+            yield None
+
+    @app.agent(by_lead_topic, concurrency=1)
+    async def scoring_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            record = to_record(event)
+            emit, state = scoring.process(record)
+            await send(emit)
+            for entry_key, entry in emit.ledger:
+                flusher.add_ledger(entry_key.decode(), [faust_json(entry)])
+            if emit.forget is not None:
+                states.pop(emit.forget.encode(), None)
+            if state is not None:
+                states[state.lead_id.encode()] = state.encode()
+            yield None
+
+    @app.timer(0.2)
+    async def flush_redis() -> None:
+        await flusher.flush()
+
+    from faust.sensors.prometheus import setup_prometheus_sensors
+
+    try:
+        setup_prometheus_sensors(app, registry=REGISTRY, name_prefix="leadstream_faust")
+    except ValueError:  # already registered: a second app in the same process (tests)
+        pass
+    return app
+
+
+def faust_json(raw: bytes) -> dict[str, Any]:
+    import orjson
+
+    value = orjson.loads(raw)
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def run(settings: Settings) -> None:
+    """Create topics, then run the worker until SIGTERM/SIGINT."""
+    from faust.worker import Worker
+
+    asyncio.run(ensure_topics(settings))
+    app = create_app(settings)
+    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,70 @@
+"""A stage change as a CloudEvent in Kafka binary mode (`ce_*` headers, JSON data as value)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from stream.scoring import Transition
+
+CE_TYPE = "leadstream.lead.stage_changed.v1"
+CE_SOURCE = "leadstream/worker"
+# ce_id = uuid5(namespace, "<lead_id>:<seq>"): every replay or retry of a transition carries the
+# same id, which is what lets receivers drop duplicates.
+CE_NAMESPACE = uuid.UUID("6f1b7a52-3c1e-4b7e-9a43-5d1f0c2a8e11")
+
+
+def ce_id(lead_id: str, seq: int) -> str:
+    return str(uuid.uuid5(CE_NAMESPACE, f"{lead_id}:{seq}"))
+
+
+def rfc3339(t_days: float) -> str:
+    dt = datetime.fromtimestamp(t_days * 86400.0, tz=UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def handoff_data(tr: Transition) -> dict[str, Any]:
+    """The `data` of the handoff event (schemas/handoff-data.schema.json)."""
+    return {
+        "lead_id": tr.lead_id,
+        "seq": tr.seq,
+        "at": rfc3339(tr.at),
+        "from_stage": tr.from_stage,
+        "to_stage": tr.to_stage,
+        "reason": tr.reason,
+        "fit": {"score": tr.fit, "grade": tr.grade},
+        "engagement": {"score": tr.engagement, "groups": dict(tr.groups)},
+        "threshold": tr.threshold,
+        "top_contributors": [dict(c) for c in tr.top_contributors],
+        "bant": dict(tr.bant),
+        "route": {"queue": tr.route, "priority": tr.priority, "sla": tr.sla, "task": tr.task},
+        "model_version": tr.model_version,
+        "trigger_event_ids": list(tr.trigger_event_ids),
+    }
+
+
+def handoff_record(
+    tr: Transition, received_at: str | None = None
+) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers): subscribers can filter on headers without parsing the body."""
+    headers = {
+        "ce_specversion": "1.0",
+        "ce_id": ce_id(tr.lead_id, tr.seq),
+        "ce_source": CE_SOURCE,
+        "ce_type": CE_TYPE,
+        "ce_subject": f"lead/{tr.lead_id}",
+        "ce_time": rfc3339(tr.at),
+        "content-type": "application/json",
+        "ce_tostage": tr.to_stage,
+        "ce_fromstage": tr.from_stage,
+        "ce_priority": tr.priority or "",
+        "ce_route": tr.route or "",
+        "ce_modelversion": tr.model_version,
+    }
+    if received_at:
+        headers["ce_receivedat"] = received_at
+    header_list = [(k, v.encode()) for k, v in headers.items() if v != ""]
+    return tr.lead_id.encode(), orjson.dumps(handoff_data(tr)), header_list

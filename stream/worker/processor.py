@@ -1,0 +1,223 @@
+"""What the worker does with one record, apart from Faust: decode, resolve, call the engine.
+
+Faust hands records in; this module decides what to write where and returns it as plain
+values (`Emit`), so the Faust agents stay a few lines each and the logic is testable alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream import metrics
+from stream.deadletter import Headers, deadletter_headers
+from stream.scoring import (
+    Event,
+    LeadState,
+    Model,
+    Outcome,
+    apply,
+    merge_states,
+    new_state,
+    snapshot,
+)
+from stream.scoring.identity import Resolution, resolve
+from stream.worker.handoff import handoff_record
+
+log = logging.getLogger("leadstream.worker")
+
+
+@dataclass
+class Record:
+    """One consumed Kafka record, as Faust gives it to an agent."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers
+
+
+@dataclass
+class Emit:
+    """Records to produce, in order. `wait` ones must be acknowledged before the state write."""
+
+    by_lead: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
+    channel: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (channel, key, value)
+    handoffs: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
+    ledger: list[tuple[bytes, bytes]] = field(default_factory=list)
+    deadletters: list[tuple[bytes | None, bytes, Headers]] = field(default_factory=list)
+    forget: str | None = None  # a visitor lead whose state moved on (after the sends are acked)
+
+
+def _dead(record: Record, reason: str, stage: str, error: str) -> tuple[bytes | None, bytes, Headers]:
+    metrics.DEAD_LETTERS.labels(stage=stage, reason=reason).inc()
+    return (
+        record.key,
+        record.value,
+        deadletter_headers(
+            reason, stage, error,
+            topic=record.topic, partition=record.partition, offset=record.offset,
+        ),
+    )
+
+
+def _header(record: Record, name: str) -> str | None:
+    for key, value in record.headers:
+        if key == name:
+            return value.decode("utf-8", "replace")
+    return None
+
+
+class IdentityStep:
+    """Channel topics → `leads.events.by_lead`, keyed by the resolved lead id."""
+
+    def __init__(self, aliases: MutableMapping[str, str]):
+        self.aliases = aliases
+
+    def process(self, record: Record) -> Emit:
+        emit = Emit()
+        try:
+            event = orjson.loads(record.value)
+            if not isinstance(event, dict):
+                raise TypeError("a canonical event must be a JSON object")
+            found: Resolution = resolve(event, self.aliases.get)
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            reason = "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "schema_violation"
+            emit.deadletters.append(_dead(record, reason, "identity", str(exc)))
+            return emit
+        for key, lead in found.alias_writes.items():
+            self.aliases[key] = lead
+        if found.email_alias is not None:
+            email, lead = found.email_alias
+            control = {
+                "type": "identity.alias", "email": email, "lead_id": lead,
+                "event_id": f"alias:{event.get('event_id')}",
+            }
+            emit.channel.append(("crm", email.strip().lower().encode(), orjson.dumps(control)))
+        if event.get("type") == "identity.alias":
+            if found.handover_from is None:
+                return emit  # the alias is recorded; nothing to score
+            event = {**event, "type": "identify"}
+        received = _header(record, "received_at") or str(event.get("received_at") or "")
+        headers: Headers = [("received_at", received.encode())] if received else []
+        if found.conflict_with is not None:
+            metrics.IDENTITY_MERGES.labels(kind="conflict").inc()
+            log.warning("identity conflict: an anonymous id already belongs to another lead")
+            conflict = {
+                **event,
+                "event_id": f"conflict:{event.get('event_id')}",
+                "type": "identity.conflict",
+                "properties": {"other_lead_id": found.conflict_with},
+            }
+            emit.by_lead.append((found.lead_id.encode(), orjson.dumps({**conflict, "lead_id": found.lead_id}), headers))
+        event["lead_id"] = found.lead_id
+        if found.handover_from is not None:
+            # The visitor's partition hands its state over; the identify travels with it so
+            # the merge happens at the identify instant, as one step.
+            control = {"control": "handover", "to": found.lead_id, "identify": event}
+            emit.by_lead.append((found.handover_from.encode(), orjson.dumps(control), headers))
+        else:
+            emit.by_lead.append((found.lead_id.encode(), orjson.dumps(event), headers))
+        return emit
+
+
+class ScoringStep:
+    """`leads.events.by_lead` → engine → state, handoffs, ledger, dirty snapshots for Redis."""
+
+    def __init__(
+        self,
+        states: MutableMapping[bytes, bytes],
+        model: Model,
+        on_state: Callable[[str, LeadState], None],
+    ):
+        self.states = states
+        self.model = model
+        self.on_state = on_state
+
+    def load(self, lead_id: str) -> LeadState | None:
+        raw = self.states.get(lead_id.encode())
+        return None if raw is None else LeadState.decode(raw)
+
+    def process(self, record: Record) -> tuple[Emit, LeadState | None]:
+        """Returns what to produce and the state to store (None: leave the table alone)."""
+        emit = Emit()
+        started = time.perf_counter()
+        try:
+            body = orjson.loads(record.value)
+            if not isinstance(body, dict):
+                raise TypeError("a by-lead record must be a JSON object")
+            if body.get("control") == "handover":
+                return self._handover(record, body, emit), None
+            if body.get("control") == "merge":
+                outcome = self._merge(record, body)
+            else:
+                event = Event.from_dict(body)
+                lead_id = event.lead_id or (record.key or b"").decode()
+                state = self.load(lead_id) or new_state(lead_id)
+                outcome = apply(state, event, self.model, offset=(record.partition, record.offset))
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the partition
+            reason = getattr(exc, "reason", None) or (
+                "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "processing_error"
+            )
+            if isinstance(exc, (TypeError, KeyError)):
+                reason = "schema_violation"
+            log.warning("dead-lettering a by-lead record: %s: %s", type(exc).__name__, exc)
+            emit.deadletters.append(_dead(record, str(reason), "worker", f"{type(exc).__name__}: {exc}"))
+            metrics.EVENTS_PROCESSED.labels(outcome="dead_letter").inc()
+            return emit, None
+        self._collect(record, outcome, emit)
+        metrics.PROCESSING_DURATION.labels(agent="scoring").observe(time.perf_counter() - started)
+        if not outcome.applied:
+            metrics.EVENTS_PROCESSED.labels(outcome="duplicate").inc()
+            return emit, None
+        metrics.EVENTS_PROCESSED.labels(outcome="applied").inc()
+        self.on_state(outcome.state.lead_id, outcome.state)
+        return emit, outcome.state
+
+    def _collect(self, record: Record, outcome: Outcome, emit: Emit) -> None:
+        received = _header(record, "received_at")
+        for tr in outcome.transitions:
+            emit.handoffs.append(handoff_record(tr, received))
+            metrics.TRANSITIONS.labels(
+                from_stage=tr.from_stage, to_stage=tr.to_stage, reason=tr.reason
+            ).inc()
+        for entry in outcome.ledger:
+            emit.ledger.append((entry.lead_id.encode(), orjson.dumps(entry.to_dict())))
+
+    def _handover(self, record: Record, body: dict[str, Any], emit: Emit) -> Emit:
+        """At the visitor's partition: ship its state to the known lead's partition."""
+        visitor_id = (record.key or b"").decode()
+        state = self.load(visitor_id)
+        merge = {
+            "control": "merge",
+            "from": visitor_id,
+            "to": body["to"],
+            "state": base64.b64encode(state.encode()).decode() if state is not None else None,
+            "identify": body["identify"],
+        }
+        emit.by_lead.append((str(body["to"]).encode(), orjson.dumps(merge), record.headers))
+        emit.forget = visitor_id if state is not None else None
+        metrics.IDENTITY_MERGES.labels(kind="handover").inc()
+        return emit
+
+    def _merge(self, record: Record, body: dict[str, Any]) -> Outcome:
+        lead_id = str(body["to"])
+        identify = Event.from_dict({**body["identify"], "lead_id": lead_id})
+        known = self.load(lead_id) or new_state(lead_id)
+        offset = (record.partition, record.offset)
+        if body.get("state") is None:
+            return apply(known, identify, self.model, offset=offset)
+        visitor = LeadState.decode(base64.b64decode(body["state"]))
+        metrics.IDENTITY_MERGES.labels(kind="merge").inc()
+        return merge_states(known, visitor, identify, self.model, offset=offset)
+
+    def snapshot(self, state: LeadState) -> dict[str, Any]:
+        return snapshot(state, self.model)

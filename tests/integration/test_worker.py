@@ -1,0 +1,125 @@
+"""The Faust worker as a real process on the real broker: events in, handoffs and Redis out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from stream.demo import Processes
+from stream.settings import Settings
+from stream.store.redis import LeadStore
+from stream.topics import Topics
+from tests.kafka_helpers import headers_of, produce, produce_events, read_topic
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+HANDOFF_SCHEMA = jsonschema_rs.validator_for(
+    orjson.loads((ROOT / "schemas/handoff-data.schema.json").read_bytes())
+)
+
+VP = {
+    "seniority": "vp", "buying_role": "decision_maker", "employees": 800,
+    "industry": "software", "country": "US", "email_type": "business",
+}
+
+
+def event(event_id: str, type_: str, at: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id, "type": type_, "channel": fields.pop("channel", "web"),
+        "occurred_at": at, "received_at": at, "anonymous_id": None, "user_id": None,
+        "email": None, "account_id": None, "source": "test", "properties": {}, "traits": {},
+        "context": {}, **fields,
+    }
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(settings, tmp_path / "logs")
+    procs.start("worker")
+    yield procs
+    procs.stop()
+
+
+async def wait_snapshot(store: LeadStore, lead_id: str, stage: str) -> dict[str, Any]:
+    for _ in range(240):
+        snap = await store.get(lead_id)
+        if snap is not None and snap["stage"] == stage:
+            return snap
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{lead_id} never reached {stage} in Redis (last: {snap})")
+
+
+async def test_hand_raiser_is_handed_off_with_a_cloudevent(
+    settings: Settings, worker: Processes, redis_client: aioredis.Redis
+) -> None:
+    topics = Topics.from_settings(settings)
+    await produce_events(settings.kafka_bootstrap, topics.events("web"), [
+        event("e1", "identify", "2026-03-02T09:00:00Z", user_id="u-vp", traits=VP),
+        event("e2", "meeting.requested", "2026-03-02T09:05:00Z", user_id="u-vp"),
+    ])
+    records = await read_topic(
+        settings.kafka_bootstrap, topics.handoff,
+        until=lambda rs: any(headers_of(r).get("ce_tostage") == "sales_ready" for r in rs),
+    )
+    handoff = next(r for r in records if headers_of(r)["ce_tostage"] == "sales_ready")
+    headers = headers_of(handoff)
+    assert handoff.key == b"u-vp"
+    assert headers["ce_type"] == "leadstream.lead.stage_changed.v1"
+    assert headers["ce_subject"] == "lead/u-vp"
+    assert headers["ce_priority"] == "P1"
+    assert headers["ce_time"].startswith("2026-03-02T09:05:00")
+    data = orjson.loads(handoff.value)
+    HANDOFF_SCHEMA.validate(data)
+    assert data["reason"] == "fast_lane"
+    assert data["route"]["queue"] == "ae"
+    assert data["trigger_event_ids"] == ["e2"]
+
+    store = LeadStore(redis_client, settings.redis_prefix)
+    snap = await wait_snapshot(store, "u-vp", "sales_ready")
+    assert snap["grade"] == "A"
+    ledger = await store.ledger("u-vp")
+    assert any(e["type"] == "sales.demo_requested" for e in ledger)
+
+
+async def test_visitor_history_joins_the_lead_on_identify(
+    settings: Settings, worker: Processes, redis_client: aioredis.Redis
+) -> None:
+    topics = Topics.from_settings(settings)
+    await produce_events(settings.kafka_bootstrap, topics.events("web"), [
+        event("v1", "web.product_page_view", "2026-03-02T09:00:00Z", anonymous_id="cookie-1"),
+        event("v2", "web.product_page_view", "2026-03-03T09:00:00Z", anonymous_id="cookie-1"),
+        event("v3", "identify", "2026-03-03T10:00:00Z", anonymous_id="cookie-1",
+              user_id="u-joined", traits=VP),
+    ])
+    store = LeadStore(redis_client, settings.redis_prefix)
+    snap = await wait_snapshot(store, "u-joined", "lead")
+    # two product views (4 each) and the research streak (5) they triggered, barely decayed
+    assert snap["types"]["web.product_page_view"] > 7.5
+    assert snap["types"].get("journey.research_streak", 0) > 4.5
+
+
+async def test_garbage_is_dead_lettered_and_processing_goes_on(
+    settings: Settings, worker: Processes, redis_client: aioredis.Redis
+) -> None:
+    topics = Topics.from_settings(settings)
+    await produce(settings.kafka_bootstrap, topics.events("web"), [
+        (b"k1", b"{not json"),
+        (b"k2", b"[1, 2, 3]"),
+        (b"k3", orjson.dumps({"event_id": "x", "type": "web.page_view"})),  # no identity
+    ])
+    await produce_events(settings.kafka_bootstrap, topics.events("web"), [
+        event("ok1", "web.page_view", "2026-03-02T09:00:00Z", user_id="u-after"),
+    ])
+    dead = await read_topic(settings.kafka_bootstrap, topics.deadletter, until=lambda rs: len(rs) >= 3)
+    reasons = sorted(headers_of(r)["reason"] for r in dead)
+    assert reasons == ["invalid_json", "schema_violation", "schema_violation"]
+    assert {r.value for r in dead} >= {b"{not json", b"[1, 2, 3]"}  # bytes unchanged
+    assert all(headers_of(r)["original_topic"] == topics.events("web") for r in dead)
+    await wait_snapshot(LeadStore(redis_client, settings.redis_prefix), "u-after", "lead")

@@ -1,0 +1,50 @@
+"""Settings: read from LEADSTREAM_*, flags win, bad values are named with their fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.errors import SettingsError
+from stream.settings import Settings, describe
+
+
+def test_environment_and_flags() -> None:
+    env = {"LEADSTREAM_PARTITIONS": "8", "LEADSTREAM_ALLOW_PRIVATE_URLS": "yes",
+           "LEADSTREAM_TOPIC_PREFIX": "env."}
+    settings = Settings.from_env(env, topic_prefix="flag.")
+    assert settings.partitions == 8
+    assert settings.allow_private_urls is True
+    assert settings.topic_prefix == "flag."
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LEADSTREAM_KAFKA_BOOTSTRAP": "x"}, r"KAFKA_BOOTSTRAP='x': want host:port"),
+        ({"LEADSTREAM_PARTITIONS": "many"}, r"PARTITIONS='many': want a int"),
+        ({"LEADSTREAM_PARTITIONS": "0"}, r"PARTITIONS=0: want 1 or more"),
+        ({"LEADSTREAM_REDIS_URL": "localhost"}, r"REDIS_URL='localhost'"),
+        ({"LEADSTREAM_WRITE_KEYS": "abc"}, r"'abc' is not key=source:browser\|server"),
+        ({"LEADSTREAM_ALLOW_PRIVATE_URLS": "maybe"}, r"want a bool"),
+        ({"LEADSTREAM_LOG_LEVEL": "loud"}, r"want debug, info"),
+    ],
+)
+def test_bad_values_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_write_keys_parse() -> None:
+    settings = Settings.from_env({"LEADSTREAM_WRITE_KEYS": "k1=web:browser, k2=crm:server"})
+    assert settings.parsed_write_keys() == {"k1": ("web", "browser"), "k2": ("crm", "server")}
+
+
+def test_every_setting_is_documented() -> None:
+    rows = describe()
+    assert all(name.startswith("LEADSTREAM_") and text for name, _, text in rows)
+    assert len({name for name, _, _ in rows}) == len(rows)
+
+
+def test_unknown_override_is_refused() -> None:
+    with pytest.raises(SettingsError, match="unknown settings"):
+        Settings.from_env({}, kafka_bootstrapp="x:1")
