@@ -114,6 +114,39 @@ def test_every_message_has_segment_shape(journeys: list[Journey]) -> None:
             orjson.dumps(body)  # JSON-serialisable as is
 
 
+def test_the_collector_accepts_every_message(journeys: list[Journey]) -> None:
+    """Contract: the collector's own Segment parser maps every message to a model type."""
+    from stream.collector import segment
+    from stream.collector.mapping import load_mapping
+
+    mapping = load_mapping()
+    sources = {
+        "browser": segment.Source("website", "browser", "website"),
+        "server": segment.Source("crm", "server", "crm"),
+    }
+    types: Counter[str] = Counter()
+    for batch in batches(ordered_messages(journeys), 100):
+        body = orjson.loads(orjson.dumps({"batch": [m.body for m in batch]}))
+        parsed = segment.split_body("batch", body, 2500)
+        received = datetime(2025, 6, 1, tzinfo=UTC)
+        for outcome in segment.process(
+            parsed, "batch", sources[batch[0].source], mapping, received, 32 * 1024
+        ):
+            assert isinstance(outcome, segment.Accepted), outcome
+            types[outcome.event["type"]] += 1
+    assert types["unmapped"] == 0
+    for wanted in (
+        "web.pricing_view",
+        "web.product_page_view",
+        "web.careers_view",
+        "sales.demo_requested",
+        "form.contact_sales",
+        "sales.accepted",
+        "identify",
+    ):
+        assert types[wanted], wanted
+
+
 def test_identify_traits_use_model_names(journeys: list[Journey]) -> None:
     allowed = {
         "email", "name", "title", "company", "seniority", "buying_role", "employees",

@@ -1,0 +1,291 @@
+"""deploy/ and docker-compose.yml agree with Settings and with stream/metrics.py."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import prometheus_client
+import pytest
+import yaml
+
+import stream.metrics  # noqa: F401 - registers every leadstream metric
+from stream.settings import Settings, describe
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+PROMETHEUS = DEPLOY / "prometheus"
+DASHBOARD = DEPLOY / "grafana" / "dashboards" / "leadstream.json"
+DEFAULTS = Settings()
+PROCESS_PORTS = {
+    "collector": DEFAULTS.collector_port,
+    "worker": DEFAULTS.worker_port,
+    "notifier": DEFAULTS.notifier_port,
+}
+METRIC = re.compile(r"\bleadstream_[a-z_]+")
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    # ${VAR:-default} is filled in by compose: judge the default
+    return {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
+
+
+def published(service: dict[str, Any]) -> dict[int, int]:
+    """container port -> host port."""
+    ports = {}
+    for entry in service.get("ports", []):
+        host, _, container = str(entry).rpartition(":")
+        ports[int(container.split("/")[0])] = int(host.rpartition(":")[2])
+    return ports
+
+
+def settings_variables() -> set[str]:
+    return {name for name, _, _ in describe()}
+
+
+def registry_metrics() -> set[str]:
+    """Names PromQL may use: counters with `_total`, histograms by base name, gauges as is."""
+    names = set()
+    for family in prometheus_client.REGISTRY.collect():
+        if not family.name.startswith("leadstream_"):
+            continue
+        names.add(family.name + "_total" if family.type == "counter" else family.name)
+    return names
+
+
+def histogram_bases() -> set[str]:
+    return {f.name for f in prometheus_client.REGISTRY.collect() if f.type == "histogram"}
+
+
+def promql_names(expr: str) -> set[str]:
+    names = set()
+    histograms = histogram_bases()
+    for name in METRIC.findall(expr):
+        for suffix in HISTOGRAM_SUFFIXES:
+            if name.endswith(suffix) and name.removesuffix(suffix) in histograms:
+                name = name.removesuffix(suffix)
+        names.add(name)
+    return names
+
+
+def dashboard_exprs() -> Iterator[tuple[str, str]]:
+    def walk(panels: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:
+        for panel in panels:
+            for target in panel.get("targets", []):
+                yield panel["title"], target["expr"]
+            yield from walk(panel.get("panels", []))
+
+    yield from walk(json.loads(DASHBOARD.read_text())["panels"])
+
+
+def rule_exprs() -> Iterator[tuple[str, str]]:
+    for group in yaml.safe_load((PROMETHEUS / "rules.yml").read_text())["groups"]:
+        for rule in group["rules"]:
+            yield rule.get("record") or rule["alert"], rule["expr"]
+
+
+# --- docker-compose.yml -----------------------------------------------------------------------
+
+
+def test_compose_has_every_service(compose: dict[str, Any]) -> None:
+    wanted = {"collector", "worker", "notifier", "kafka", "redis", "prometheus", "grafana"}
+    assert wanted <= set(compose["services"])
+    assert compose["services"]["kafka"]["image"] == "apache/kafka:4.1.1"
+    assert compose["services"]["redis"]["image"].startswith("redis:7")
+
+
+@pytest.mark.parametrize("process", sorted(PROCESS_PORTS))
+def test_processes_run_the_leadstream_command(compose: dict[str, Any], process: str) -> None:
+    service = compose["services"][process]
+    assert service["build"] == "."
+    assert service["command"] == [process]
+    env = environment(service)
+    assert env["LEADSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert env["LEADSTREAM_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["LEADSTREAM_COLLECTOR_HOST"] == "0.0.0.0"
+    Settings.from_env(env)  # the values pass the same checks as at process start
+
+
+def test_dockerfile_entrypoint_is_leadstream() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in dockerfile
+    assert 'ENTRYPOINT ["leadstream"]' in dockerfile
+    assert "pip install ." in dockerfile
+
+
+def test_compose_variables_are_real_settings(compose: dict[str, Any]) -> None:
+    known = settings_variables()
+    for name, service in compose["services"].items():
+        unknown = {v for v in environment(service) if v.startswith("LEADSTREAM_")} - known
+        assert not unknown, f"{name}: {sorted(unknown)} are not settings"
+
+
+@pytest.mark.parametrize("process", sorted(PROCESS_PORTS))
+def test_process_ports_are_settings_defaults(compose: dict[str, Any], process: str) -> None:
+    port = PROCESS_PORTS[process]
+    assert published(compose["services"][process]) == {port: port}
+
+
+def test_kafka_and_redis_are_reachable_with_default_settings(compose: dict[str, Any]) -> None:
+    kafka, redis = compose["services"]["kafka"], compose["services"]["redis"]
+    assert DEFAULTS.kafka_port in published(kafka).values()
+    assert published(redis) == {6379: DEFAULTS.redis_port}
+    env = environment(kafka)
+    assert f"EXTERNAL://127.0.0.1:{DEFAULTS.kafka_port}" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert "INTERNAL://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_mounted_files_exist(compose: dict[str, Any]) -> None:
+    for name in ("prometheus", "grafana"):
+        for volume in compose["services"][name]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+# --- Prometheus and Grafana -------------------------------------------------------------------
+
+
+def test_prometheus_scrapes_the_compose_services(compose: dict[str, Any]) -> None:
+    config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
+    targets = {
+        target
+        for job in config["scrape_configs"]
+        for static in job["static_configs"]
+        for target in static["targets"]
+    }
+    assert targets == {f"{name}:{port}" for name, port in PROCESS_PORTS.items()}
+    assert {t.split(":")[0] for t in targets} <= set(compose["services"])
+    assert all(
+        job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"]
+    )
+    for rule_file in config["rule_files"]:
+        assert (PROMETHEUS / rule_file).exists()
+
+
+def test_rules_cover_the_required_alerts() -> None:
+    exprs = dict(rule_exprs())
+    wanted = {
+        "LeadstreamDeadLettersRising": "leadstream_dead_letters_total",
+        "LeadstreamConsumerLagGrowing": "leadstream_consumer_lag_records",
+        "LeadstreamNotifierFailures": "leadstream_notifier_deliveries_total",
+        "LeadstreamNoEvents": "leadstream_events_received_total",
+    }
+    for alert, metric in wanted.items():
+        assert metric in exprs[alert]
+    assert any(name.startswith("leadstream:") for name in exprs), "recording rules"
+
+
+def test_dashboard_panels() -> None:
+    exprs = "\n".join(expr for _, expr in dashboard_exprs())
+    for needle in (
+        "sum by (channel) (rate(leadstream_events_received_total",
+        "histogram_quantile(0.99, sum by (le) (rate(leadstream_event_to_score_seconds_bucket",
+        "histogram_quantile(0.5, sum by (le) (rate(leadstream_event_to_handoff_seconds_bucket",
+        "leadstream_consumer_lag_records",
+        "leadstream_stage_transitions_total",
+        "sum by (stage, reason) (increase(leadstream_dead_letters_total",
+        "sum by (sink, outcome) (rate(leadstream_notifier_deliveries_total",
+        "leadstream_notifier_pending_deliveries",
+    ):
+        assert needle in exprs
+
+
+def test_dashboard_uses_the_provisioned_datasource() -> None:
+    datasources = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    )["datasources"]
+    uids = {d["uid"] for d in datasources}
+    dashboard = json.loads(DASHBOARD.read_text())
+    used = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
+    assert used == uids
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/dashboards/leadstream.yml").read_text()
+    )
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+@pytest.mark.parametrize(
+    "where, expr", [*dashboard_exprs(), *rule_exprs()], ids=lambda v: str(v)[:50]
+)
+def test_every_metric_name_exists(where: str, expr: str) -> None:
+    names = promql_names(expr)
+    assert names or "up{" in expr, f"{where}: no leadstream metric in {expr!r}"
+    missing = names - registry_metrics()
+    assert not missing, f"{where}: {sorted(missing)} are not in stream/metrics.py"
+
+
+def test_metric_name_parsing() -> None:
+    names = promql_names(
+        "histogram_quantile(0.9, rate(leadstream_event_to_score_seconds_bucket[5m]))"
+        " + leadstream_events_received_total + leadstream_not_a_metric_count"
+    )
+    assert names == {
+        "leadstream_event_to_score_seconds",
+        "leadstream_events_received_total",
+        "leadstream_not_a_metric_count",
+    }
+    assert "leadstream_not_a_metric_count" not in registry_metrics()
+
+
+# --- Kubernetes sketch ------------------------------------------------------------------------
+
+
+def test_kubernetes_manifests_agree_with_settings() -> None:
+    known = settings_variables()
+    documents = [
+        doc
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in documents}
+    assert {
+        ("Deployment", "collector"),
+        ("StatefulSet", "worker"),
+        ("Deployment", "notifier"),
+    } <= kinds
+    for doc in documents:
+        if doc["kind"] == "ConfigMap":
+            assert set(doc["data"]) <= known, doc["metadata"]["name"]
+        for container in (
+            doc.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+        ):
+            names = {e["name"] for e in container.get("env", [])}
+            assert {n for n in names if n.startswith("LEADSTREAM_")} <= known
+            if doc["metadata"]["name"] in PROCESS_PORTS:
+                ports = {p["containerPort"] for p in container["ports"]}
+                assert ports == {PROCESS_PORTS[doc["metadata"]["name"]]}
+                assert container["args"] == [doc["metadata"]["name"]]
+
+
+# --- promtool ---------------------------------------------------------------------------------
+
+
+def test_promtool_accepts_config_and_rules() -> None:
+    """Fails (never skips) without promtool: the project's test command installs it."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found on PATH: install it with `apt-get install prometheus`")
+    for args in (
+        ["check", "config", str(PROMETHEUS / "prometheus.yml")],
+        ["check", "rules", str(PROMETHEUS / "rules.yml")],
+    ):
+        result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
