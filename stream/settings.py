@@ -23,31 +23,45 @@ def _doc(text: str, **kwargs: Any) -> Any:
 class Settings:
     """Everything a leadstream process can be told; read once, handed down, never global."""
 
-    kafka_bootstrap: str = _doc("Kafka bootstrap servers, host:port[,host:port].", default="127.0.0.1:19092")
+    kafka_bootstrap: str = _doc(
+        "Kafka bootstrap servers, host:port[,host:port].", default="127.0.0.1:19092"
+    )
     topic_prefix: str = _doc("Prefix for every topic name (e.g. 'staging.').", default="")
     partitions: int = _doc(
         "Partitions of the event, by-lead and handoff topics; co-partitioned topics must match.",
         default=4,
     )
-    redis_url: str = _doc("Redis URL for lead snapshots and idempotency keys.", default="redis://127.0.0.1:16379/0")
+    redis_url: str = _doc(
+        "Redis URL for lead snapshots and idempotency keys.", default="redis://127.0.0.1:16379/0"
+    )
     redis_prefix: str = _doc("Prefix of every Redis key leadstream writes.", default="leadstream:")
 
     collector_host: str = _doc("Collector listen address.", default="127.0.0.1")
-    collector_port: int = _doc("Collector HTTP port (Segment API, pixel, webhooks, lead API).", default=8080)
+    collector_port: int = _doc(
+        "Collector HTTP port (Segment API, pixel, webhooks, lead API).", default=8080
+    )
     write_keys: str = _doc(
         "Accepted write keys as key=source:kind pairs, comma separated (kind: browser|server).",
         default="demo-browser-key=website:browser,demo-server-key=crm:server",
     )
     max_event_bytes: int = _doc("Largest accepted single event, bytes.", default=32 * 1024)
-    max_request_bytes: int = _doc("Largest accepted request body (after gzip), bytes.", default=500 * 1024)
+    max_request_bytes: int = _doc(
+        "Largest accepted request body (after gzip), bytes.", default=500 * 1024
+    )
     max_batch_events: int = _doc("Most events in one batch request.", default=2500)
-    rate_limit_per_second: float = _doc("Events per second allowed per write key (0 = off).", default=0.0)
+    rate_limit_per_second: float = _doc(
+        "Events per second allowed per write key (0 = off).", default=0.0
+    )
 
     worker_port: int = _doc("Worker web port (Faust web: /metrics).", default=6066)
     data_dir: str = _doc("Worker state directory (RocksDB tables).", default=".leadstream/worker")
-    model_path: str = _doc("Scoring model file; empty means the packaged default-b2b model.", default="")
+    model_path: str = _doc(
+        "Scoring model file; empty means the packaged default-b2b model.", default=""
+    )
     rocksdb_block_cache_mib: int = _doc("RocksDB block cache per table partition, MiB.", default=16)
-    rocksdb_write_buffer_mib: int = _doc("RocksDB write buffer per table partition, MiB.", default=8)
+    rocksdb_write_buffer_mib: int = _doc(
+        "RocksDB write buffer per table partition, MiB.", default=8
+    )
     idle_tick_seconds: float = _doc(
         "After this many idle seconds a partition's stream time follows the wall clock so daily "
         "ticks fire without traffic (0 = never: deterministic tests and replays).",
@@ -61,24 +75,56 @@ class Settings:
         "during rotation.",
         default="whsec_bGVhZHN0cmVhbS1kZW1vLXNlY3JldC0xMjM0NTY3OA==",
     )
-    delivery_attempts: int = _doc("Delivery attempts before a handoff goes to the dead-letter topic.", default=6)
-    delivery_backoff_seconds: float = _doc("First retry delay; doubles per attempt, with jitter.", default=0.5)
+    delivery_attempts: int = _doc(
+        "Delivery attempts before a handoff goes to the dead-letter topic.", default=6
+    )
+    delivery_backoff_seconds: float = _doc(
+        "First retry delay; doubles per attempt, with jitter.", default=0.5
+    )
     delivery_timeout_seconds: float = _doc("Timeout of one delivery attempt.", default=5.0)
     allow_private_urls: bool = _doc(
         "Allow webhook URLs on loopback/private addresses (local development only).",
         default=False,
     )
 
-    dev_dir: str = _doc("Where `leadstream dev` keeps Kafka, Redis, logs and pid files.", default=".leadstream/dev")
-    kafka_version: str = _doc("Apache Kafka release `leadstream dev` resolves from Maven Central.", default="4.1.1")
+    slack_webhook_url: str = _doc("Slack incoming-webhook URL (empty = no Slack sink).", default="")
+    crm_task_url: str = _doc("CRM-task webhook URL (empty = no CRM sink).", default="")
+    crm_token: str = _doc("Bearer token sent to the CRM-task webhook.", default="")
+    smtp_host: str = _doc("SMTP relay for email handoffs (empty = no email sink).", default="")
+    smtp_port: int = _doc("SMTP port.", default=25)
+    smtp_from: str = _doc("Sender address of handoff emails.", default="leadstream@localhost")
+    smtp_to: str = _doc("Recipients of handoff emails, comma separated.", default="")
+    smtp_username: str = _doc("SMTP login (optional).", default="")
+    smtp_password: str = _doc("SMTP password (optional).", default="")
+    smtp_starttls: bool = _doc("Use STARTTLS with the SMTP relay.", default=False)
+    lead_link_template: str = _doc(
+        "Link to a lead in Slack, email and CRM tasks, with {lead_id}.", default=""
+    )
+    routes_path: str = _doc(
+        "Notifier routes file (YAML/JSON); empty = every handoff to the webhook, else the log.",
+        default="",
+    )
+    fast_lane_concurrency: int = _doc("Concurrent P1 (fast-lane) deliveries.", default=8)
+    routine_lane_concurrency: int = _doc("Concurrent P2/P3 deliveries.", default=8)
+    max_pending: int = _doc("Unsettled handoffs held before the notifier pauses fetching.", default=10_000)
+    max_backoff_seconds: float = _doc("Cap on the exponential retry backoff, seconds.", default=300.0)
+    metrics_host: str = _doc(
+        "Listen address of the worker's and notifier's /metrics (0.0.0.0 in containers).",
+        default="127.0.0.1",
+    )
+
+    dev_dir: str = _doc(
+        "Where `leadstream dev` keeps Kafka, Redis, logs and pid files.", default=".leadstream/dev"
+    )
+    kafka_version: str = _doc(
+        "Apache Kafka release `leadstream dev` resolves from Maven Central.", default="4.1.1"
+    )
     kafka_controller_port: int = _doc("KRaft controller port of the dev broker.", default=19093)
     kafka_heap: str = _doc("Heap of the dev broker (-Xmx).", default="768m")
     log_level: str = _doc("Log level: debug, info, warning, error.", default="info")
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read LEADSTREAM_* variables; explicit overrides (CLI flags) win; values are checked."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -106,10 +152,13 @@ class Settings:
             host, _, port = host_port.strip().rpartition(":")
             if not host or not port.isdigit():
                 raise SettingsError(
-                    f"{ENV_PREFIX}KAFKA_BOOTSTRAP={self.kafka_bootstrap!r}: want host:port[,host:port]"
+                    f"{ENV_PREFIX}KAFKA_BOOTSTRAP={self.kafka_bootstrap!r}: "
+                    "want host:port[,host:port]"
                 )
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError(f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: want redis://host:port/db")
+            raise SettingsError(
+                f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: want redis://host:port/db"
+            )
         if self.partitions < 1:
             raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: want 1 or more")
         self.parsed_write_keys()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 from stream.settings import Settings
 
@@ -66,6 +69,7 @@ async def ensure_topics(settings: Settings) -> None:
     auto-created with another count would break the worker much later: we check it here.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
 
     from stream.errors import SettingsError
 
@@ -74,18 +78,20 @@ async def ensure_topics(settings: Settings) -> None:
     await admin.start()
     try:
         wanted = topics.all()
-        existing = await admin.describe_topics(list(wanted))
-        have = {
-            t["topic"]: len(t["partitions"]) for t in existing if t.get("error_code", 0) == 0
-        }
+        # Create first, then describe: a metadata request for a missing topic would let a
+        # broker with auto-creation make it with its default partition count.
+        existing = set(await admin.list_topics())
         missing = [
             NewTopic(name, num_partitions=n, replication_factor=1)
             for name, n in wanted.items()
-            if name not in have
+            if name not in existing
         ]
         if missing:
-            await admin.create_topics(missing)
-        wrong = {n: have[n] for n in wanted if n in have and have[n] != wanted[n]}
+            # Another process may create one meanwhile: the check below still runs.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+        have = await _described(admin, list(wanted))
+        wrong = {n: have[n] for n in wanted if have.get(n, wanted[n]) != wanted[n]}
         if wrong:
             raise SettingsError(
                 f"topics {wrong} exist with other partition counts than "
@@ -93,3 +99,14 @@ async def ensure_topics(settings: Settings) -> None:
             )
     finally:
         await admin.close()
+
+
+async def _described(admin: Any, names: list[str], timeout: float = 15.0) -> dict[str, int]:
+    """name -> partitions, waiting until every topic has a leader (new ones take a moment)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        described = await admin.describe_topics(names)
+        have = {t["topic"]: len(t["partitions"]) for t in described if t.get("error_code", 0) == 0}
+        if len(have) == len(names) or asyncio.get_running_loop().time() > deadline:
+            return have
+        await asyncio.sleep(0.2)

@@ -1,0 +1,142 @@
+"""Routes: which handoffs go to which sinks, from a small YAML or JSON file.
+
+    default: [webhook]            # when no route matches (optional)
+    routes:
+      - name: hand-raisers        # for logs and errors only
+        when: {priority: P1}      # every key must match; a list means any of
+        sinks: [webhook, slack, crm]
+      - when: {to_stage: [sales_ready, sql], queue: ae}
+        sinks: [email]
+
+Keys of `when`: type (ce_type), priority, to_stage, from_stage, queue. Every matching route
+adds its sinks (each sink once per handoff); no match → `default`. Without a file: every
+handoff to `webhook` when a webhook URL is set, else to `log`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stream.errors import SettingsError
+from stream.notify.sinks import Handoff
+
+SINK_NAMES = ("webhook", "slack", "email", "crm", "log")
+MATCH_KEYS = ("type", "priority", "to_stage", "from_stage", "queue")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One rule: when every condition holds, the handoff goes to `sinks`."""
+
+    name: str
+    when: Mapping[str, frozenset[str]]
+    sinks: tuple[str, ...]
+
+    def matches(self, handoff: Handoff) -> bool:
+        facts = {
+            "type": handoff.ce_type,
+            "priority": handoff.priority,
+            "to_stage": handoff.to_stage,
+            "from_stage": handoff.from_stage,
+            "queue": handoff.queue or "",
+        }
+        return all(facts[key] in allowed for key, allowed in self.when.items())
+
+
+@dataclass(frozen=True)
+class Routes:
+    """All rules and the default; `select` is the only question asked of them."""
+
+    routes: tuple[Route, ...]
+    default: tuple[str, ...]
+
+    def select(self, handoff: Handoff) -> tuple[str, ...]:
+        chosen: dict[str, None] = {}
+        for route in self.routes:
+            if route.matches(handoff):
+                chosen.update(dict.fromkeys(route.sinks))
+        return tuple(chosen) if chosen else self.default
+
+    @property
+    def sink_names(self) -> frozenset[str]:
+        return frozenset(self.default).union(*(r.sinks for r in self.routes))
+
+    @classmethod
+    def default_for(cls, webhook_url: str) -> Routes:
+        return cls((), ("webhook",) if webhook_url else ("log",))
+
+    @classmethod
+    def parse(
+        cls, raw: Mapping[str, Any], *, webhook_url: str = "", source: str = "routes"
+    ) -> Routes:
+        """Check and build; errors name the file, the route and the allowed values."""
+        if not isinstance(raw, Mapping):
+            raise SettingsError(f"{source}: want a mapping with `routes` and `default`")
+        unknown = set(raw) - {"routes", "default"}
+        if unknown:
+            raise SettingsError(f"{source}: unknown keys {sorted(unknown)}; want routes, default")
+        default = (
+            _sinks(raw["default"], f"{source}: default")
+            if "default" in raw
+            else cls.default_for(webhook_url).default
+        )
+        routes = []
+        for i, item in enumerate(raw.get("routes") or ()):
+            where = f"{source}: route {i}"
+            if not isinstance(item, Mapping) or "sinks" not in item:
+                raise SettingsError(f"{where}: want a mapping with `when` and `sinks`")
+            name = str(item.get("name") or f"route-{i}")
+            where = f"{source}: route {name!r}"
+            extra = set(item) - {"name", "when", "sinks"}
+            if extra:
+                raise SettingsError(
+                    f"{where}: unknown keys {sorted(extra)}; want name, when, sinks"
+                )
+            when = item.get("when") or {}
+            if not isinstance(when, Mapping):
+                raise SettingsError(f"{where}: `when` must be a mapping")
+            bad = set(when) - set(MATCH_KEYS)
+            if bad:
+                raise SettingsError(
+                    f"{where}: unknown condition {sorted(bad)}; allowed: {', '.join(MATCH_KEYS)}"
+                )
+            conditions = {str(k): frozenset(_strings(v)) for k, v in when.items()}
+            routes.append(Route(name, conditions, _sinks(item["sinks"], where)))
+        return cls(tuple(routes), default)
+
+    @classmethod
+    def load(cls, path: str, *, webhook_url: str = "") -> Routes:
+        """Read a routes file (.json, else YAML); an empty path gives the default routes."""
+        if not path:
+            return cls.default_for(webhook_url)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise SettingsError(f"LEADSTREAM_ROUTES_PATH={path!r}: cannot read ({exc})") from None
+        try:
+            raw = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise SettingsError(f"LEADSTREAM_ROUTES_PATH={path!r}: not valid ({exc})") from None
+        return cls.parse(raw or {}, webhook_url=webhook_url, source=path)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def _sinks(value: Any, where: str) -> tuple[str, ...]:
+    names = _strings(value)
+    bad = [n for n in names if n not in SINK_NAMES]
+    if bad:
+        raise SettingsError(f"{where}: unknown sinks {bad}; allowed: {', '.join(SINK_NAMES)}")
+    return tuple(dict.fromkeys(names))

@@ -1,0 +1,40 @@
+"""Topic creation: right partition counts, twice is harmless, a mismatch is refused clearly."""
+
+from __future__ import annotations
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from stream.errors import SettingsError
+from stream.settings import Settings
+from stream.topics import Topics, ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+async def partitions(bootstrap: str, names: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
+
+
+async def test_created_with_expected_partitions_and_idempotent(settings: Settings) -> None:
+    await ensure_topics(settings)  # the fixture already ran it once
+    topics = Topics.from_settings(settings)
+    assert await partitions(settings.kafka_bootstrap, list(topics.all())) == topics.all()
+    assert topics.all()[topics.deadletter] == 1
+
+
+async def test_partition_mismatch_is_refused(base_settings: Settings) -> None:
+    settings = base_settings.replace(topic_prefix="mismatch.")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic("mismatch.leads.handoff", 2, 1)])
+    finally:
+        await admin.close()
+    with pytest.raises(SettingsError, match=r"mismatch.leads.handoff.*LEADSTREAM_PARTITIONS=4"):
+        await ensure_topics(settings)

@@ -1,0 +1,75 @@
+"""Route selection from a small config, and its error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream.errors import SettingsError
+from stream.notify.routes import Routes
+
+from .conftest import make_handoff
+
+CONFIG = {
+    "default": ["webhook"],
+    "routes": [
+        {"name": "hand-raisers", "when": {"priority": "P1"}, "sinks": ["slack", "crm", "webhook"]},
+        {"name": "ae", "when": {"queue": ["ae"], "to_stage": "sales_ready"}, "sinks": ["email"]},
+        {"when": {"type": "leadstream.lead.sla_breached.v1"}, "sinks": ["slack"]},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("priority", "kind", "expected"),
+    [
+        ("P1", "stage_changed", ("slack", "crm", "webhook", "email")),
+        ("P2", "stage_changed", ("email",)),
+        ("P3", "sla_breached", ("email", "slack")),
+    ],
+)
+def test_selection(priority: str, kind: str, expected: tuple[str, ...]) -> None:
+    routes = Routes.parse(CONFIG)
+    handoff = make_handoff(priority=priority)
+    if kind == "sla_breached":
+        handoff = type(handoff)(
+            **{**handoff.__dict__, "ce_type": "leadstream.lead.sla_breached.v1"}
+        )
+    assert routes.select(handoff) == expected
+
+
+def test_no_match_uses_default() -> None:
+    routes = Routes.parse(
+        {"default": ["log"], "routes": [{"when": {"queue": "sdr"}, "sinks": ["crm"]}]}
+    )
+    assert routes.select(make_handoff()) == ("log",)
+    assert routes.sink_names == {"log", "crm"}
+
+
+def test_default_without_file() -> None:
+    assert Routes.load("", webhook_url="https://x.example/h").select(make_handoff()) == ("webhook",)
+    assert Routes.load("", webhook_url="").select(make_handoff()) == ("log",)
+
+
+def test_load_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "routes.yaml"
+    path.write_text("routes:\n  - when: {priority: [P1, P2]}\n    sinks: [slack]\n")
+    routes = Routes.load(str(path), webhook_url="https://x.example/h")
+    assert routes.select(make_handoff(priority="P2")) == ("slack",)
+    assert routes.select(make_handoff(priority="P3")) == ("webhook",)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"routes": [{"when": {}, "sinks": ["pager"]}]}, "unknown sinks"),
+        ({"routes": [{"when": {"colour": "red"}, "sinks": ["log"]}]}, "unknown condition"),
+        ({"routes": [{"when": {}}]}, "want a mapping"),
+        ({"rules": []}, "unknown keys"),
+        ({"default": ["sms"]}, "allowed: webhook"),
+    ],
+)
+def test_config_errors_name_the_fix(raw: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(SettingsError, match=message):
+        Routes.parse(raw)
