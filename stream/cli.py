@@ -36,7 +36,9 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-SETTINGS_HELP = "\n".join(f"  {name} (default {default}): {text}" for name, default, text in describe())
+SETTINGS_HELP = "\n".join(
+    f"  {name} (default {default}): {text}" for name, default, text in describe()
+)
 
 
 @click.group(
@@ -120,16 +122,22 @@ def dev_status() -> None:
 
     settings = _settings()
     status = DevEnvironment(settings).status()
-    click.echo(f"Kafka  {'running' if status.kafka_running else 'stopped'}  "
-               f"{settings.kafka_bootstrap}  log {status.kafka_log}")
-    click.echo(f"Redis  {'running' if status.redis_running else 'stopped'}  "
-               f"{settings.redis_url}  log {status.redis_log}")
+    click.echo(
+        f"Kafka  {'running' if status.kafka_running else 'stopped'}  "
+        f"{settings.kafka_bootstrap}  log {status.kafka_log}"
+    )
+    click.echo(
+        f"Redis  {'running' if status.redis_running else 'stopped'}  "
+        f"{settings.redis_url}  log {status.redis_log}"
+    )
     sys.exit(0 if status.kafka_running and status.redis_running else 3)
 
 
 @main.command()
 @click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="Model file.")
+@click.option(
+    "--model", "model_path", type=click.Path(exists=True, dir_okay=False), help="Model file."
+)
 @click.option("--until", help="Evaluate at this RFC 3339 time; later events are ignored.")
 def replay(events: Path, model_path: str | None, until: str | None) -> None:
     """Score a JSON-lines file of canonical events offline, through the worker's engine."""
@@ -162,3 +170,38 @@ def demo(leads: int, keep: bool) -> None:
     from stream.demo import run_demo
 
     sys.exit(run_demo(_settings(), leads=leads, keep=keep))
+
+
+@main.group()
+def deadletters() -> None:
+    """Inspect dead letters and re-drive them after a fix."""
+
+
+@deadletters.command("list")
+@click.option(
+    "--handoff", is_flag=True, help="The notifier's dead letters (leads.handoff.deadletter)."
+)
+@click.option("--reason", help="Only this reason (e.g. invalid_json, schema_violation).")
+@click.option("--limit", type=int, default=100, show_default=True)
+def deadletters_list(handoff: bool, reason: str | None, limit: int) -> None:
+    """Print dead letters as JSON lines: reason, stage, error, where they came from, a preview."""
+    import orjson
+
+    from stream.deadletters import list_dead_letters
+
+    rows = asyncio.run(list_dead_letters(_settings(), handoff=handoff, reason=reason, limit=limit))
+    for row in rows:
+        click.echo(orjson.dumps(row).decode())
+    click.echo(f"{len(rows)} dead letter(s)", err=True)
+
+
+@deadletters.command("redrive")
+@click.option("--reason", help="Only dead letters with this reason.")
+@click.option("--stage", help="Only dead letters from this stage (collector, identity, worker).")
+@click.option("--dry-run", is_flag=True, help="Count what would be sent, send nothing.")
+def deadletters_redrive(reason: str | None, stage: str | None, dry_run: bool) -> None:
+    """Send dead letters back to the topic they came from, once each."""
+    from stream.deadletters import redrive
+
+    counts = asyncio.run(redrive(_settings(), reason=reason, stage=stage, dry_run=dry_run))
+    click.echo(", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -31,7 +31,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        env[ENV_PREFIX + f.name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+        env[ENV_PREFIX + f.name.upper()] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
     return env
 
 
@@ -82,7 +84,7 @@ async def wait_http(url: str, procs: Processes, timeout: float = 60.0) -> None:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp:
                     if resp.status == 200:
                         return
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
             await asyncio.sleep(0.3)
     raise click.ClickException(f"{url} did not answer within {timeout:.0f}s")
@@ -96,11 +98,14 @@ async def wait_drained(settings: Settings, procs: Processes, timeout: float = 18
     while time.monotonic() < deadline:
         procs.check_alive()
         worker = await group_lag(
-            settings.kafka_bootstrap, f"{settings.topic_prefix}leadstream-worker",
+            settings.kafka_bootstrap,
+            f"{settings.topic_prefix}leadstream-worker",
             [*topics.channel_topics, topics.by_lead],
         )
         notifier = await group_lag(
-            settings.kafka_bootstrap, f"{settings.topic_prefix}leadstream-notifier", [topics.handoff]
+            settings.kafka_bootstrap,
+            f"{settings.topic_prefix}leadstream-notifier",
+            [topics.handoff],
         )
         quiet = quiet + 1 if sum(worker.values()) + sum(notifier.values()) == 0 else 0
         if quiet >= 3:
@@ -124,13 +129,13 @@ async def simulate_against(
 
 
 def run_demo(base: Settings, *, leads: int, keep: bool) -> int:
-    return asyncio.run(_demo(base, leads=leads, keep=keep))
-
-
-async def _demo(base: Settings, *, leads: int, keep: bool) -> int:
-    tag = f"demo{int(time.time())}"
     root = Path(".leadstream/demo").resolve()
-    shutil.rmtree(root / "worker", ignore_errors=True)
+    shutil.rmtree(root / "worker", ignore_errors=True)  # state of an earlier demo run
+    return asyncio.run(_demo(base, root, leads=leads, keep=keep))
+
+
+async def _demo(base: Settings, root: Path, *, leads: int, keep: bool) -> int:
+    tag = f"demo{int(time.time())}"
     receiver = WebhookReceiver(base.webhook_secret.split()[0])
     receiver_port = free_port()
     settings = base.replace(
@@ -160,7 +165,9 @@ async def _demo(base: Settings, *, leads: int, keep: bool) -> int:
         click.secho(f"3/5 simulating {leads} lead journeys through the collector …", bold=True)
         journeys, report = await simulate_against(settings, leads=leads, seed=7)
         click.echo(f"    {report}")
-        click.secho("4/5 waiting until every event is scored and every handoff delivered …", bold=True)
+        click.secho(
+            "4/5 waiting until every event is scored and every handoff delivered …", bold=True
+        )
         await wait_drained(settings, procs)
         await asyncio.sleep(1.0)  # the worker flushes Redis every 200 ms
         click.secho("5/5 result", bold=True)
@@ -168,8 +175,10 @@ async def _demo(base: Settings, *, leads: int, keep: bool) -> int:
     finally:
         await receiver.stop()
         if keep:
-            click.echo(f"\nstill running (--keep): logs in {root / 'logs'}; stop the processes "
-                       "with Ctrl-C or kill, and Kafka/Redis with `leadstream dev down`")
+            click.echo(
+                f"\nstill running (--keep): logs in {root / 'logs'}; stop the processes "
+                "with Ctrl-C or kill, and Kafka/Redis with `leadstream dev down`"
+            )
         else:
             procs.stop()
             env.down()
@@ -185,23 +194,31 @@ async def _report(settings: Settings, journeys: list[Any], receiver: WebhookRece
     finally:
         await store.close()
     total = sum(len(v) for v in by_stage.values())
-    click.echo(f"\nleads scored: {total}   handoffs delivered to the sales webhook: "
-               f"{len(receiver.deliveries)} (signatures verified: {receiver.verified}, "
-               f"rejected: {receiver.rejected})")
+    click.echo(
+        f"\nleads scored: {total}   handoffs delivered to the sales webhook: "
+        f"{len(receiver.deliveries)} (signatures verified: {receiver.verified}, "
+        f"rejected: {receiver.rejected})"
+    )
     click.echo("leads by stage: " + ", ".join(f"{s} {len(v)}" for s, v in by_stage.items() if v))
     sales_stages = {"mql", "sales_ready", "sql", "opportunity", "customer"}
     reached: Counter[str] = Counter()
     for stage in sales_stages:
         for lead in by_stage[stage]:
             reached[persona.get(lead["lead_id"], "?")] += 1
-    click.echo("reached sales stages, by persona: "
-               + (", ".join(f"{p} {n}" for p, n in reached.most_common()) or "none"))
+    click.echo(
+        "reached sales stages, by persona: "
+        + (", ".join(f"{p} {n}" for p, n in reached.most_common()) or "none")
+    )
     for bad in ("student", "job_seeker"):
-        click.echo(f"  {bad}s handed to sales: {reached.get(bad, 0)}"
-                   + ("  ✓" if reached.get(bad, 0) == 0 else "  ✗ check the model"))
+        click.echo(
+            f"  {bad}s handed to sales: {reached.get(bad, 0)}"
+            + ("  ✓" if reached.get(bad, 0) == 0 else "  ✗ check the model")
+        )
     click.echo("\nwho went to sales, and why (first 12 handoffs):")
     for data in receiver.deliveries[:12]:
-        why = ", ".join(f"{c['type']} {c['value']:.1f}" for c in data.get("top_contributors", [])[:3])
+        why = ", ".join(
+            f"{c['type']} {c['value']:.1f}" for c in data.get("top_contributors", [])[:3]
+        )
         route = data.get("route") or {}
         click.echo(
             f"  {data['lead_id']:<14} {persona.get(data['lead_id'], '?'):<16} "
@@ -213,9 +230,13 @@ async def _report(settings: Settings, journeys: list[Any], receiver: WebhookRece
     host = settings.collector_host
     example = receiver.deliveries[0]["lead_id"] if receiver.deliveries else "<lead_id>"
     click.echo("\nwhere to look next:")
-    click.echo(f"  lead API     http://{host}:{settings.collector_port}/v1/leads/{example}"
-               f"  (and /ledger, /v1/leads?stage=mql) — while running with --keep")
-    click.echo(f"  metrics      collector http://{host}:{settings.collector_port}/metrics, "
-               f"worker http://{host}:{settings.worker_port}/metrics, "
-               f"notifier http://{host}:{settings.notifier_port}/metrics")
+    click.echo(
+        f"  lead API     http://{host}:{settings.collector_port}/v1/leads/{example}"
+        f"  (and /ledger, /v1/leads?stage=mql) — while running with --keep"
+    )
+    click.echo(
+        f"  metrics      collector http://{host}:{settings.collector_port}/metrics, "
+        f"worker http://{host}:{settings.worker_port}/metrics, "
+        f"notifier http://{host}:{settings.notifier_port}/metrics"
+    )
     click.echo("  offline      leadstream replay EVENTS.jsonl   (same engine, same answers)")

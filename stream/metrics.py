@@ -64,9 +64,7 @@ TRANSITIONS = Counter(
 IDENTITY_MERGES = Counter(
     "leadstream_identity_merges_total", "Anonymous histories joined to a known lead.", ["kind"]
 )
-LEADS_IN_STATE = Gauge(
-    "leadstream_worker_leads", "Leads held in this worker's state table."
-)
+LEADS_IN_STATE = Gauge("leadstream_worker_leads", "Leads held in this worker's state table.")
 CONSUMER_LAG = Gauge(
     "leadstream_consumer_lag_records",
     "Records behind the log end, computed by the process itself.",

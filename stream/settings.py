@@ -106,8 +106,12 @@ class Settings:
     )
     fast_lane_concurrency: int = _doc("Concurrent P1 (fast-lane) deliveries.", default=8)
     routine_lane_concurrency: int = _doc("Concurrent P2/P3 deliveries.", default=8)
-    max_pending: int = _doc("Unsettled handoffs held before the notifier pauses fetching.", default=10_000)
-    max_backoff_seconds: float = _doc("Cap on the exponential retry backoff, seconds.", default=300.0)
+    max_pending: int = _doc(
+        "Unsettled handoffs held before the notifier pauses fetching.", default=10_000
+    )
+    max_backoff_seconds: float = _doc(
+        "Cap on the exponential retry backoff, seconds.", default=300.0
+    )
     metrics_host: str = _doc(
         "Listen address of the worker's and notifier's /metrics (0.0.0.0 in containers).",
         default="127.0.0.1",

@@ -9,8 +9,11 @@ from stream.settings import Settings, describe
 
 
 def test_environment_and_flags() -> None:
-    env = {"LEADSTREAM_PARTITIONS": "8", "LEADSTREAM_ALLOW_PRIVATE_URLS": "yes",
-           "LEADSTREAM_TOPIC_PREFIX": "env."}
+    env = {
+        "LEADSTREAM_PARTITIONS": "8",
+        "LEADSTREAM_ALLOW_PRIVATE_URLS": "yes",
+        "LEADSTREAM_TOPIC_PREFIX": "env.",
+    }
     settings = Settings.from_env(env, topic_prefix="flag.")
     assert settings.partitions == 8
     assert settings.allow_private_urls is True

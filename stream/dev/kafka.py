@@ -15,6 +15,8 @@ from stream.dev.process import ManagedProcess, require_free
 from stream.errors import DevEnvironmentError
 from stream.settings import Settings
 
+NO_JAVA = "java not found: install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"
+
 
 class LocalKafka:
     """Resolve, format, start, wait for and stop the development broker."""
@@ -39,11 +41,11 @@ class LocalKafka:
             return cp_file.read_text().strip()
         java, mvn = shutil.which("java"), shutil.which("mvn")
         if java is None:
-            raise DevEnvironmentError(
-                "java not found: install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"
-            )
+            raise DevEnvironmentError(NO_JAVA)
         if mvn is None:
-            raise DevEnvironmentError("mvn not found: install Maven (Debian: apt-get install maven)")
+            raise DevEnvironmentError(
+                "mvn not found: install Maven (Debian: apt-get install maven)"
+            )
         self.cache.mkdir(parents=True, exist_ok=True)
         pom = resources.files("stream.dev").joinpath("kafka-pom.xml").read_text()
         (self.cache / "pom.xml").write_text(
@@ -98,9 +100,7 @@ class LocalKafka:
     def _java(self, *args: str, heap: str = "256m") -> list[str]:
         java = shutil.which("java")
         if java is None:
-            raise DevEnvironmentError(
-                "java not found: install a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)"
-            )
+            raise DevEnvironmentError(NO_JAVA)
         log4j = resources.files("stream.dev").joinpath("log4j2.properties")
         return [
             java,
@@ -120,7 +120,12 @@ class LocalKafka:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         argv = self._java(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.config),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(self.config),
             "--ignore-formatted",
         )
         result = subprocess.run(argv, capture_output=True, text=True)
@@ -135,7 +140,8 @@ class LocalKafka:
             return False
         require_free(self.settings.kafka_port, "Kafka", "LEADSTREAM_KAFKA_BOOTSTRAP")
         require_free(
-            self.settings.kafka_controller_port, "the Kafka controller",
+            self.settings.kafka_controller_port,
+            "the Kafka controller",
             "LEADSTREAM_KAFKA_CONTROLLER_PORT",
         )
         self.write_config()
@@ -151,7 +157,8 @@ class LocalKafka:
         while time.monotonic() < deadline:
             if self.process.exited_early():
                 raise DevEnvironmentError(
-                    f"Kafka exited while starting; see {self.log_dir}/stdout.log and {self.log_file}"
+                    f"Kafka exited while starting; see {self.log_dir}/stdout.log and "
+                    f"{self.log_file}"
                 )
             if asyncio.run(broker_answers(self.settings.kafka_bootstrap)):
                 return
@@ -179,7 +186,7 @@ async def broker_answers(bootstrap: str) -> bool:
         await asyncio.wait_for(admin.start(), 5)
         await asyncio.wait_for(admin.list_topics(), 5)
         return True
-    except (KafkaError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, KafkaError, OSError):
         return False
     finally:
         await admin.close()

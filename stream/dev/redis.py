@@ -56,13 +56,20 @@ class LocalRedis:
         self.process.start(
             [
                 server,
-                "--bind", "127.0.0.1",
-                "--port", str(self.settings.redis_port),
-                "--dir", str(self.home),
-                "--save", "",
-                "--appendonly", "no",
-                "--daemonize", "no",
-                "--protected-mode", "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.settings.redis_port),
+                "--dir",
+                str(self.home),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
             ],
             self.log_file,
         )
@@ -76,7 +83,9 @@ class LocalRedis:
         try:
             while time.monotonic() < deadline:
                 if self.process.exited_early():
-                    raise DevEnvironmentError(f"redis-server exited while starting; see {self.log_file}")
+                    raise DevEnvironmentError(
+                        f"redis-server exited while starting; see {self.log_file}"
+                    )
                 try:
                     if client.ping():
                         return
@@ -84,7 +93,9 @@ class LocalRedis:
                     time.sleep(0.2)
         finally:
             client.close()
-        raise DevEnvironmentError(f"Redis did not answer within {timeout:.0f}s; see {self.log_file}")
+        raise DevEnvironmentError(
+            f"Redis did not answer within {timeout:.0f}s; see {self.log_file}"
+        )
 
     def stop(self) -> bool:
         return self.process.stop(timeout=10.0)

@@ -57,7 +57,9 @@ async def get_ledger(request: web.Request) -> web.Response:
 
 async def get_deliveries(request: web.Request) -> web.Response:
     lead_id = request.match_info["lead_id"]
-    entries = await request.app[STORE_KEY].deliveries(lead_id, _int_param(request, "limit", 50, 500))
+    entries = await request.app[STORE_KEY].deliveries(
+        lead_id, _int_param(request, "limit", 50, 500)
+    )
     return web.json_response({"lead_id": lead_id, "deliveries": entries})
 
 

@@ -10,14 +10,21 @@ Writes are idempotent (last snapshot wins), so an at-least-once worker can repea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
 STAGES = (
-    "anonymous", "lead", "mql", "sales_ready", "sql", "opportunity", "customer", "nurture",
+    "anonymous",
+    "lead",
+    "mql",
+    "sales_ready",
+    "sql",
+    "opportunity",
+    "customer",
+    "nurture",
     "disqualified",
 )
 LEDGER_CAP = 500
@@ -41,7 +48,7 @@ class LeadStore:
     async def write(
         self,
         snapshots: Iterable[Mapping[str, Any]],
-        ledgers: Mapping[str, list[Mapping[str, Any]]] | None = None,
+        ledgers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     ) -> None:
         """One pipelined round trip for a batch of leads (the worker flushes every ~100 ms)."""
         pipe = self.client.pipeline(transaction=False)
@@ -78,8 +85,12 @@ class LeadStore:
         ids = await self.client.zrevrange(self.key("stage", stage), 0, limit - 1)
         if not ids:
             return []
-        raws = await self.client.mget([self.key("lead", i.decode()) for i in ids])
+        raws = await self.client.mget([self.key("lead", _text(i)) for i in ids])
         return [orjson.loads(r) for r in raws if r is not None]
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

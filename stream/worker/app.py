@@ -10,23 +10,29 @@ transactions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
+import orjson
 from prometheus_client import REGISTRY
 
-from stream import metrics
 from stream.scoring import LeadState, Model, load_model
 from stream.settings import Settings
 from stream.store.redis import LeadStore
 from stream.topics import Topics, ensure_topics
 from stream.worker.processor import Emit, IdentityStep, Record, ScoringStep
+from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
 RAW: dict[str, Any] = {
-    "key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
 }
 
 
@@ -77,7 +83,7 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         web_port=settings.worker_port,
-        web_bind=settings.collector_host,
+        web_bind=settings.metrics_host,
         web_tables_enabled=False,  # table contents are personal data
         web_router_enabled=False,
         autodiscover=False,
@@ -98,14 +104,27 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     ledger_topic = app.topic(topics.ledger, **RAW)
     deadletter_topic = app.topic(topics.deadletter, partitions=1, **RAW)
     aliases = app.Table(
-        "aliases", key_type=str, value_type=str, partitions=settings.partitions,
-        key_serializer="json", value_serializer="json",
+        "aliases",
+        key_type=str,
+        value_type=str,
+        partitions=settings.partitions,
+        key_serializer="json",
+        value_serializer="json",
     )
     states = app.Table("lead_state", partitions=settings.partitions, **RAW)
+    tick_due = app.Table(
+        "tick_due",
+        key_type=str,
+        value_type=list,
+        partitions=settings.partitions,
+        key_serializer="json",
+        value_serializer="json",
+    )
 
     identity = IdentityStep(aliases)
+    ticks = TickScheduler(tick_due)
     flusher: RedisFlusher
-    scoring = ScoringStep(states, model, lambda lead_id, state: flusher.mark(lead_id, state))
+    scoring = ScoringStep(states, model, ticks, lambda lead_id, state: flusher.mark(lead_id, state))
     flusher = RedisFlusher(settings, scoring)
 
     async def send(emit: Emit) -> None:
@@ -116,8 +135,8 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
             waits.append(await handoff_topic.send(key=key, value=value, headers=headers))
         for key, value, headers in emit.by_lead:
             waits.append(await by_lead_topic.send(key=key, value=value, headers=headers))
-        for channel, key, value in emit.channel:
-            waits.append(await crm_topic.send(key=key, value=value) if channel == "crm" else None)
+        for _channel, key, value in emit.channel:  # only identity.alias controls, to crm
+            waits.append(await crm_topic.send(key=key, value=value))
         for dl_key, dl_value, dl_headers in emit.deadletters:
             waits.append(
                 await deadletter_topic.send(key=dl_key, value=dl_value, headers=dl_headers)
@@ -125,12 +144,12 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         for key, value in emit.ledger:
             await ledger_topic.send(key=key, value=value)
         for fut in waits:
-            if fut is not None:
-                await fut
+            await fut
 
-    def to_record(event: faust.types.EventT) -> Record:
+    def to_record(event: faust.types.EventT[Any]) -> Record:
         m = event.message
-        headers = list(m.headers.items()) if isinstance(m.headers, dict) else list(m.headers or [])
+        raw: Any = m.headers.items() if isinstance(m.headers, dict) else (m.headers or [])
+        headers = [(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in raw]
         return Record(m.topic, m.partition, m.offset, m.key, m.value or b"", headers)
 
     @app.agent(channel_topic, concurrency=1)
@@ -143,34 +162,49 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     async def scoring_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
             record = to_record(event)
-            emit, state = scoring.process(record)
+            last_seen[record.partition] = time.monotonic()
+            emit = scoring.process(record)
             await send(emit)
             for entry_key, entry in emit.ledger:
-                flusher.add_ledger(entry_key.decode(), [faust_json(entry)])
+                flusher.add_ledger(entry_key.decode(), [orjson.loads(entry)])
             if emit.forget is not None:
                 states.pop(emit.forget.encode(), None)
-            if state is not None:
-                states[state.lead_id.encode()] = state.encode()
+            for lead_id, state in emit.states.items():
+                states[lead_id.encode()] = state.encode()
             yield None
 
-    @app.timer(0.2)
+    last_seen: dict[int, float] = {}
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def idle_clock() -> None:
+        """An idle partition's stream time follows the wall clock, so ticks fire without
+        traffic. The clock travels as a record through the partition: tables may only be
+        written while the agent processes that partition's records."""
+        idle = settings.idle_tick_seconds
+        if idle <= 0:
+            return
+        now = time.monotonic()
+        for partition, seen in list(last_seen.items()):
+            if now - seen >= idle:
+                last_seen[partition] = now
+                body = orjson.dumps({"control": "clock", "t": time.time() / 86400.0})
+                await by_lead_topic.send(key=b"__clock__", value=body, partition=partition)
+
+    async def on_rebalance(sender: Any, **kwargs: Any) -> None:
+        ticks.forget_partitions()
+
+    app.on_rebalance_complete.connect(on_rebalance)  # type: ignore[arg-type]
+
+    @app.timer(0.2)  # type: ignore[untyped-decorator]
     async def flush_redis() -> None:
         await flusher.flush()
 
     from faust.sensors.prometheus import setup_prometheus_sensors
 
-    try:
+    # ValueError: already registered by a second app in the same process (tests).
+    with contextlib.suppress(ValueError):
         setup_prometheus_sensors(app, registry=REGISTRY, name_prefix="leadstream_faust")
-    except ValueError:  # already registered: a second app in the same process (tests)
-        pass
     return app
-
-
-def faust_json(raw: bytes) -> dict[str, Any]:
-    import orjson
-
-    value = orjson.loads(raw)
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def run(settings: Settings) -> None:

@@ -38,7 +38,7 @@ def handoff_data(tr: Transition) -> dict[str, Any]:
         "fit": {"score": tr.fit, "grade": tr.grade},
         "engagement": {"score": tr.engagement, "groups": dict(tr.groups)},
         "threshold": tr.threshold,
-        "top_contributors": [dict(c) for c in tr.top_contributors],
+        "top_contributors": [{"type": t, "value": v} for t, v in tr.top_contributors],
         "bant": dict(tr.bant),
         "route": {"queue": tr.route, "priority": tr.priority, "sla": tr.sla, "task": tr.task},
         "model_version": tr.model_version,

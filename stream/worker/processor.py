@@ -25,10 +25,14 @@ from stream.scoring import (
     apply,
     merge_states,
     new_state,
+    next_tick_at,
     snapshot,
+    tick,
 )
+from stream.scoring.events import t_to_us, us_to_t
 from stream.scoring.identity import Resolution, resolve
 from stream.worker.handoff import handoff_record
+from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
 
@@ -55,16 +59,23 @@ class Emit:
     ledger: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes, Headers]] = field(default_factory=list)
     forget: str | None = None  # a visitor lead whose state moved on (after the sends are acked)
+    states: dict[str, LeadState] = field(default_factory=dict)  # to store once sends are acked
 
 
-def _dead(record: Record, reason: str, stage: str, error: str) -> tuple[bytes | None, bytes, Headers]:
+def _dead(
+    record: Record, reason: str, stage: str, error: str
+) -> tuple[bytes | None, bytes, Headers]:
     metrics.DEAD_LETTERS.labels(stage=stage, reason=reason).inc()
     return (
         record.key,
         record.value,
         deadletter_headers(
-            reason, stage, error,
-            topic=record.topic, partition=record.partition, offset=record.offset,
+            reason,
+            stage,
+            error,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
         ),
     )
 
@@ -90,7 +101,9 @@ class IdentityStep:
                 raise TypeError("a canonical event must be a JSON object")
             found: Resolution = resolve(event, self.aliases.get)
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-            reason = "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "schema_violation"
+            reason = (
+                "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "schema_violation"
+            )
             emit.deadletters.append(_dead(record, reason, "identity", str(exc)))
             return emit
         for key, lead in found.alias_writes.items():
@@ -98,7 +111,9 @@ class IdentityStep:
         if found.email_alias is not None:
             email, lead = found.email_alias
             control = {
-                "type": "identity.alias", "email": email, "lead_id": lead,
+                "type": "identity.alias",
+                "email": email,
+                "lead_id": lead,
                 "event_id": f"alias:{event.get('event_id')}",
             }
             emit.channel.append(("crm", email.strip().lower().encode(), orjson.dumps(control)))
@@ -111,18 +126,28 @@ class IdentityStep:
         if found.conflict_with is not None:
             metrics.IDENTITY_MERGES.labels(kind="conflict").inc()
             log.warning("identity conflict: an anonymous id already belongs to another lead")
-            conflict = {
+            conflict: dict[str, Any] = {
                 **event,
                 "event_id": f"conflict:{event.get('event_id')}",
                 "type": "identity.conflict",
                 "properties": {"other_lead_id": found.conflict_with},
             }
-            emit.by_lead.append((found.lead_id.encode(), orjson.dumps({**conflict, "lead_id": found.lead_id}), headers))
+            emit.by_lead.append(
+                (
+                    found.lead_id.encode(),
+                    orjson.dumps({**conflict, "lead_id": found.lead_id}),
+                    headers,
+                )
+            )
         event["lead_id"] = found.lead_id
         if found.handover_from is not None:
             # The visitor's partition hands its state over; the identify travels with it so
             # the merge happens at the identify instant, as one step.
-            control = {"control": "handover", "to": found.lead_id, "identify": event}
+            control: dict[str, Any] = {
+                "control": "handover",
+                "to": found.lead_id,
+                "identify": event,
+            }
             emit.by_lead.append((found.handover_from.encode(), orjson.dumps(control), headers))
         else:
             emit.by_lead.append((found.lead_id.encode(), orjson.dumps(event), headers))
@@ -136,27 +161,33 @@ class ScoringStep:
         self,
         states: MutableMapping[bytes, bytes],
         model: Model,
+        ticks: TickScheduler,
         on_state: Callable[[str, LeadState], None],
     ):
         self.states = states
         self.model = model
+        self.ticks = ticks
         self.on_state = on_state
 
     def load(self, lead_id: str) -> LeadState | None:
         raw = self.states.get(lead_id.encode())
         return None if raw is None else LeadState.decode(raw)
 
-    def process(self, record: Record) -> tuple[Emit, LeadState | None]:
-        """Returns what to produce and the state to store (None: leave the table alone)."""
+    def process(self, record: Record) -> Emit:
+        """What to produce and which states to store for one by-lead record."""
         emit = Emit()
         started = time.perf_counter()
         try:
             body = orjson.loads(record.value)
             if not isinstance(body, dict):
                 raise TypeError("a by-lead record must be a JSON object")
-            if body.get("control") == "handover":
-                return self._handover(record, body, emit), None
-            if body.get("control") == "merge":
+            control = body.get("control")
+            if control == "handover":
+                return self._handover(record, body, emit)
+            if control == "clock":
+                self._fire_ticks(record, t_to_us(float(body["t"])), emit)
+                return emit
+            if control == "merge":
                 outcome = self._merge(record, body)
             else:
                 event = Event.from_dict(body)
@@ -164,23 +195,53 @@ class ScoringStep:
                 state = self.load(lead_id) or new_state(lead_id)
                 outcome = apply(state, event, self.model, offset=(record.partition, record.offset))
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the partition
-            reason = getattr(exc, "reason", None) or (
-                "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "processing_error"
-            )
-            if isinstance(exc, (TypeError, KeyError)):
-                reason = "schema_violation"
-            log.warning("dead-lettering a by-lead record: %s: %s", type(exc).__name__, exc)
-            emit.deadletters.append(_dead(record, str(reason), "worker", f"{type(exc).__name__}: {exc}"))
-            metrics.EVENTS_PROCESSED.labels(outcome="dead_letter").inc()
-            return emit, None
+            self._dead_letter(record, exc, emit)
+            return emit
         self._collect(record, outcome, emit)
         metrics.PROCESSING_DURATION.labels(agent="scoring").observe(time.perf_counter() - started)
-        if not outcome.applied:
+        if outcome.applied:
+            metrics.EVENTS_PROCESSED.labels(outcome="applied").inc()
+            self._keep(record.partition, outcome.state, emit)
+            self._fire_ticks(record, outcome.state.clock, emit)
+        else:
             metrics.EVENTS_PROCESSED.labels(outcome="duplicate").inc()
-            return emit, None
-        metrics.EVENTS_PROCESSED.labels(outcome="applied").inc()
-        self.on_state(outcome.state.lead_id, outcome.state)
-        return emit, outcome.state
+        return emit
+
+    def _dead_letter(self, record: Record, exc: Exception, emit: Emit) -> None:
+        reason = getattr(exc, "reason", None) or "processing_error"
+        if isinstance(exc, orjson.JSONDecodeError):
+            reason = "invalid_json"
+        elif isinstance(exc, (TypeError, KeyError)):
+            reason = "schema_violation"
+        log.warning("dead-lettering a by-lead record: %s: %s", type(exc).__name__, exc)
+        emit.deadletters.append(
+            _dead(record, str(reason), "worker", f"{type(exc).__name__}: {exc}")
+        )
+        metrics.EVENTS_PROCESSED.labels(outcome="dead_letter").inc()
+
+    def _keep(self, partition: int, state: LeadState, emit: Emit) -> None:
+        emit.states[state.lead_id] = state
+        self.on_state(state.lead_id, state)
+        due = next_tick_at(state, self.model)
+        if due is not None:
+            self.ticks.schedule(partition, state.lead_id, due)
+
+    def _fire_ticks(self, record: Record, clock_us: int | None, emit: Emit) -> None:
+        """Leads on this partition whose tick instant stream time has now passed.
+
+        The lead's clock is the largest event time it has applied, so the largest clock seen
+        on a partition is the partition's stream time.
+        """
+        if clock_us is None:
+            return
+        for instant, lead_ids in self.ticks.advance(record.partition, us_to_t(clock_us)):
+            for lead_id in lead_ids:
+                state = emit.states.get(lead_id) or self.load(lead_id)
+                if state is None:
+                    continue
+                outcome = tick(state, instant, self.model)
+                self._collect(record, outcome, emit)
+                self._keep(record.partition, outcome.state, emit)
 
     def _collect(self, record: Record, outcome: Outcome, emit: Emit) -> None:
         received = _header(record, "received_at")

@@ -25,17 +25,31 @@ HANDOFF_SCHEMA = jsonschema_rs.validator_for(
 )
 
 VP = {
-    "seniority": "vp", "buying_role": "decision_maker", "employees": 800,
-    "industry": "software", "country": "US", "email_type": "business",
+    "seniority": "vp",
+    "buying_role": "decision_maker",
+    "employees": 800,
+    "industry": "software",
+    "country": "US",
+    "email_type": "business",
 }
 
 
 def event(event_id: str, type_: str, at: str, **fields: Any) -> dict[str, Any]:
     return {
-        "event_id": event_id, "type": type_, "channel": fields.pop("channel", "web"),
-        "occurred_at": at, "received_at": at, "anonymous_id": None, "user_id": None,
-        "email": None, "account_id": None, "source": "test", "properties": {}, "traits": {},
-        "context": {}, **fields,
+        "event_id": event_id,
+        "type": type_,
+        "channel": fields.pop("channel", "web"),
+        "occurred_at": at,
+        "received_at": at,
+        "anonymous_id": None,
+        "user_id": None,
+        "email": None,
+        "account_id": None,
+        "source": "test",
+        "properties": {},
+        "traits": {},
+        "context": {},
+        **fields,
     }
 
 
@@ -60,12 +74,17 @@ async def test_hand_raiser_is_handed_off_with_a_cloudevent(
     settings: Settings, worker: Processes, redis_client: aioredis.Redis
 ) -> None:
     topics = Topics.from_settings(settings)
-    await produce_events(settings.kafka_bootstrap, topics.events("web"), [
-        event("e1", "identify", "2026-03-02T09:00:00Z", user_id="u-vp", traits=VP),
-        event("e2", "meeting.requested", "2026-03-02T09:05:00Z", user_id="u-vp"),
-    ])
+    await produce_events(
+        settings.kafka_bootstrap,
+        topics.events("web"),
+        [
+            event("e1", "identify", "2026-03-02T09:00:00Z", user_id="u-vp", traits=VP),
+            event("e2", "meeting.requested", "2026-03-02T09:05:00Z", user_id="u-vp"),
+        ],
+    )
     records = await read_topic(
-        settings.kafka_bootstrap, topics.handoff,
+        settings.kafka_bootstrap,
+        topics.handoff,
         until=lambda rs: any(headers_of(r).get("ce_tostage") == "sales_ready" for r in rs),
     )
     handoff = next(r for r in records if headers_of(r)["ce_tostage"] == "sales_ready")
@@ -92,12 +111,22 @@ async def test_visitor_history_joins_the_lead_on_identify(
     settings: Settings, worker: Processes, redis_client: aioredis.Redis
 ) -> None:
     topics = Topics.from_settings(settings)
-    await produce_events(settings.kafka_bootstrap, topics.events("web"), [
-        event("v1", "web.product_page_view", "2026-03-02T09:00:00Z", anonymous_id="cookie-1"),
-        event("v2", "web.product_page_view", "2026-03-03T09:00:00Z", anonymous_id="cookie-1"),
-        event("v3", "identify", "2026-03-03T10:00:00Z", anonymous_id="cookie-1",
-              user_id="u-joined", traits=VP),
-    ])
+    await produce_events(
+        settings.kafka_bootstrap,
+        topics.events("web"),
+        [
+            event("v1", "web.product_page_view", "2026-03-02T09:00:00Z", anonymous_id="cookie-1"),
+            event("v2", "web.product_page_view", "2026-03-03T09:00:00Z", anonymous_id="cookie-1"),
+            event(
+                "v3",
+                "identify",
+                "2026-03-03T10:00:00Z",
+                anonymous_id="cookie-1",
+                user_id="u-joined",
+                traits=VP,
+            ),
+        ],
+    )
     store = LeadStore(redis_client, settings.redis_prefix)
     snap = await wait_snapshot(store, "u-joined", "lead")
     # two product views (4 each) and the research streak (5) they triggered, barely decayed
@@ -109,15 +138,25 @@ async def test_garbage_is_dead_lettered_and_processing_goes_on(
     settings: Settings, worker: Processes, redis_client: aioredis.Redis
 ) -> None:
     topics = Topics.from_settings(settings)
-    await produce(settings.kafka_bootstrap, topics.events("web"), [
-        (b"k1", b"{not json"),
-        (b"k2", b"[1, 2, 3]"),
-        (b"k3", orjson.dumps({"event_id": "x", "type": "web.page_view"})),  # no identity
-    ])
-    await produce_events(settings.kafka_bootstrap, topics.events("web"), [
-        event("ok1", "web.page_view", "2026-03-02T09:00:00Z", user_id="u-after"),
-    ])
-    dead = await read_topic(settings.kafka_bootstrap, topics.deadletter, until=lambda rs: len(rs) >= 3)
+    await produce(
+        settings.kafka_bootstrap,
+        topics.events("web"),
+        [
+            (b"k1", b"{not json"),
+            (b"k2", b"[1, 2, 3]"),
+            (b"k3", orjson.dumps({"event_id": "x", "type": "web.page_view"})),  # no identity
+        ],
+    )
+    await produce_events(
+        settings.kafka_bootstrap,
+        topics.events("web"),
+        [
+            event("ok1", "web.page_view", "2026-03-02T09:00:00Z", user_id="u-after"),
+        ],
+    )
+    dead = await read_topic(
+        settings.kafka_bootstrap, topics.deadletter, until=lambda rs: len(rs) >= 3
+    )
     reasons = sorted(headers_of(r)["reason"] for r in dead)
     assert reasons == ["invalid_json", "schema_violation", "schema_violation"]
     assert {r.value for r in dead} >= {b"{not json", b"[1, 2, 3]"}  # bytes unchanged
