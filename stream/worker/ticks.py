@@ -1,0 +1,70 @@
+"""Daily ticks for leads that get no events, driven by each partition's stream time.
+
+A lead that needs a tick (an MQL whose engagement may decay away) is filed under the instant
+of its next tick in the `tick_due` table, keyed `<partition>:<minute>`. When the partition's
+stream time (the largest event time seen on it, or the wall clock after an idle while) passes
+that instant, the leads filed there are ticked and re-filed. No lead is scanned that does not
+need a tick; only the small due-table is read, once per partition after (re)assignment.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, MutableMapping
+
+MINUTES_PER_DAY = 1440
+
+
+def due_key(partition: int, t_days: float) -> str:
+    return f"{partition}:{round(t_days * MINUTES_PER_DAY)}"
+
+
+class TickScheduler:
+    def __init__(self, due: MutableMapping[str, list[str]]):
+        self.due = due
+        self.heaps: dict[int, list[int]] = {}  # partition -> heap of due minutes
+        self.stream_time: dict[int, float] = {}
+
+    def _heap(self, partition: int) -> list[int]:
+        heap = self.heaps.get(partition)
+        if heap is None:
+            prefix = f"{partition}:"
+            heap = [int(k[len(prefix) :]) for k in self._keys() if k.startswith(prefix)]
+            heapq.heapify(heap)
+            self.heaps[partition] = heap
+        return heap
+
+    def _keys(self) -> Iterable[str]:
+        return list(self.due.keys())
+
+    def forget_partitions(self) -> None:
+        """After a rebalance the heaps are rebuilt from the table on first use."""
+        self.heaps.clear()
+
+    def schedule(self, partition: int, lead_id: str, t_days: float) -> None:
+        key = due_key(partition, t_days)
+        leads = self.due.get(key) or []
+        if lead_id not in leads:
+            self.due[key] = [*leads, lead_id]
+            heap = self._heap(partition)
+            minute = round(t_days * MINUTES_PER_DAY)
+            if minute not in heap:
+                heapq.heappush(heap, minute)
+
+    def advance(self, partition: int, t_days: float) -> list[tuple[float, list[str]]]:
+        """Move stream time forward; return (instant, leads) whose tick instant it passed.
+
+        "Passed" is strict: an event stamped exactly at a tick instant is applied before that
+        tick, as in the scoring model and in `leadstream replay`.
+        """
+        now = max(self.stream_time.get(partition, t_days), t_days)
+        self.stream_time[partition] = now
+        heap = self._heap(partition)
+        fired: list[tuple[float, list[str]]] = []
+        while heap and heap[0] / MINUTES_PER_DAY < now:
+            minute = heapq.heappop(heap)
+            key = f"{partition}:{minute}"
+            leads = self.due.pop(key, None) or []
+            if leads:
+                fired.append((minute / MINUTES_PER_DAY, leads))
+        return fired
