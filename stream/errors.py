@@ -46,6 +46,12 @@ class SignatureInvalidError(LeadstreamError):
     reason = "signature_invalid"
 
 
+class ForbiddenTypeError(LeadstreamError):
+    """A browser write key sent a type only server keys may send (CRM outcomes, overrides)."""
+
+    reason = "forbidden_type"
+
+
 class KafkaUnavailableError(LeadstreamError):
     """Kafka did not acknowledge in time: clients should retry (collector answers 503)."""
 

@@ -53,6 +53,39 @@ class Settings:
         "Events per second allowed per write key (0 = off).", default=0.0
     )
 
+    mapping_path: str = _doc(
+        "Collector mapping YAML (page URL patterns, event names, traits); empty = packaged "
+        "default. Sections in the file replace the default's sections.",
+        default="",
+    )
+    pixel_cookie: str = _doc(
+        "Name of the first-party anonymous-id cookie the pixel sets (empty = no cookie).",
+        default="",
+    )
+    pixel_cookie_days: int = _doc("Lifetime of the pixel's cookie, days.", default=365)
+    redirect_allow_hosts: str = _doc(
+        "Hosts (with their subdomains) that the click redirect /v1/r may send to, comma separated.",
+        default="",
+    )
+    sendgrid_public_key: str = _doc(
+        "SendGrid event-webhook verification key (base64 DER or PEM); empty = webhook off.",
+        default="",
+    )
+    mailgun_signing_key: str = _doc("Mailgun webhook signing key; empty = webhook off.", default="")
+    generic_webhook_secret: str = _doc(
+        "HMAC secret of /v1/webhooks/generic (social engagement); empty = webhook off.", default=""
+    )
+    webhook_tolerance_seconds: float = _doc(
+        "Refuse webhook signatures whose timestamp is further than this from now (0 = no check).",
+        default=0.0,
+    )
+    collector_dedupe_ids: int = _doc(
+        "Retried message ids remembered per write key (transport dedupe).", default=100_000
+    )
+    produce_timeout_seconds: float = _doc(
+        "How long the collector waits for Kafka acks before answering 503.", default=10.0
+    )
+
     worker_port: int = _doc("Worker web port (Faust web: /metrics).", default=6066)
     data_dir: str = _doc("Worker state directory (RocksDB tables).", default=".leadstream/worker")
     model_path: str = _doc(

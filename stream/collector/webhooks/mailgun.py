@@ -1,0 +1,88 @@
+"""Mailgun webhooks (JSON): HMAC-SHA256 of timestamp + token with the webhook signing key."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from stream.collector.segment import Dropped, Outcome
+from stream.collector.webhooks import WebhookContext, email_event, load_json
+from stream.errors import SchemaViolationError, SignatureInvalidError
+
+EVENT_TYPES = {
+    "opened": "email.open",
+    "clicked": "email.click",
+    "unsubscribed": "email.unsubscribe",
+    "complained": "email.spam_complaint",
+}
+
+
+def verify(signature: Any, signing_key: str, tolerance: float) -> None:
+    """Check `signature` = {timestamp, token, signature}; SignatureInvalidError if forged."""
+    if not isinstance(signature, dict):
+        raise SignatureInvalidError("Mailgun payload has no signature object")
+    timestamp, token, digest = (signature.get(k) for k in ("timestamp", "token", "signature"))
+    if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in (timestamp, token)):
+        raise SignatureInvalidError("Mailgun signature lacks timestamp or token")
+    if not isinstance(digest, str):
+        raise SignatureInvalidError("Mailgun signature lacks the signature")
+    if tolerance > 0:
+        try:
+            age = abs(time.time() - float(timestamp))  # type: ignore[arg-type]
+        except ValueError:
+            raise SignatureInvalidError("Mailgun timestamp is not a unix time") from None
+        if age > tolerance:
+            raise SignatureInvalidError(f"Mailgun timestamp is {age:.0f}s away from now")
+    expected = hmac.new(
+        signing_key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected, digest.strip().lower()):
+        raise SignatureInvalidError("Mailgun signature does not match")
+
+
+def parse(raw: bytes, headers: Mapping[str, str], context: WebhookContext) -> list[Outcome]:
+    body = load_json(raw)
+    if not isinstance(body, dict):
+        raise SignatureInvalidError("Mailgun payload is not an object with a signature")
+    verify(body.get("signature"), context.secret, context.tolerance_seconds)
+    data = body.get("event-data")
+    if not isinstance(data, dict):
+        raise SchemaViolationError("Mailgun payload has no event-data object")
+    kind = str(data.get("event", ""))
+    client = _obj(data.get("client-info"))
+    if kind in ("opened", "clicked") and client.get("bot"):
+        return [Dropped("machine_open" if kind == "opened" else "machine_click")]
+    event_type = EVENT_TYPES.get(kind)
+    if kind == "failed" and data.get("severity") == "permanent":
+        event_type = "email.hard_bounce"
+    message_headers = _obj(_obj(data.get("message")).get("headers"))
+    variables = _obj(data.get("user-variables"))
+    properties: dict[str, Any] = {
+        "message_id": message_headers.get("message-id"),
+        "provider_event": kind,
+        "url": data.get("url") if kind == "clicked" else None,
+        "tags": data.get("tags") if isinstance(data.get("tags"), list) else None,
+        "severity": data.get("severity") if kind == "failed" else None,
+    }
+    return [
+        email_event(
+            context,
+            data,
+            event_type=event_type,
+            provider_event=kind or "unknown",
+            event_id=data.get("id"),
+            email=data.get("recipient"),
+            timestamp=data.get("timestamp"),
+            properties=properties,
+            user_agent=client.get("user-agent"),
+            user_id=variables.get("user_id", variables.get("userId")),
+            anonymous_id=variables.get("anonymous_id", variables.get("anonymousId")),
+        )
+    ]
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
