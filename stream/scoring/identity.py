@@ -6,6 +6,11 @@ authoritative: an event with a user id belongs to that lead. A visitor (anonymou
 email we have not matched yet) is scored under a visitor lead id until it identifies; then its
 history is handed over to the known lead, once. An anonymous id that already belongs to another
 known lead is a conflict: its scored events stay where they are.
+
+The hand-over takes two hops (the visitor's partition ships its state to the lead's), so a
+later event of the same anonymous id sent straight to the lead could overtake it. Such events
+therefore keep travelling through the visitor's partition (`via`), which forwards them in
+order after the merge.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Resolution:
     handover_from: str | None = None  # a visitor lead whose history joins `lead_id`
     conflict_with: str | None = None  # the other known lead an anonymous id belongs to
     email_alias: tuple[str, str] | None = None  # (email, lead_id) to record in email's partition
+    via: str | None = None  # a handed-over visitor lead whose partition forwards the event
 
 
 def _as_str(value: Any) -> str | None:
@@ -83,11 +89,15 @@ def resolve(event: Mapping[str, Any], lookup: Callable[[str], str | None]) -> Re
     return resolution
 
 
+def _handed_over(key: str) -> str:
+    return f"h:{key}"
+
+
 def _follow(kind: str, value: str, lookup: Callable[[str], str | None]) -> Resolution:
     key = alias_key(kind, value)
     known = lookup(key)
     if known is not None:
-        return Resolution(lead_id=known)
+        return Resolution(lead_id=known, via=lookup(_handed_over(key)))
     visitor = visitor_lead_id(kind, value)
     return Resolution(lead_id=visitor, alias_writes={key: visitor})
 
@@ -98,7 +108,11 @@ def _claim(kind: str, value: str, user: str, lookup: Callable[[str], str | None]
     if current is None:
         return Resolution(lead_id=user, alias_writes={key: user})
     if current == user:
-        return Resolution(lead_id=user)
+        return Resolution(lead_id=user, via=lookup(_handed_over(key)))
     if is_visitor(current):
-        return Resolution(lead_id=user, alias_writes={key: user}, handover_from=current)
+        return Resolution(
+            lead_id=user,
+            alias_writes={key: user, _handed_over(key): current},
+            handover_from=current,
+        )
     return Resolution(lead_id=user, conflict_with=current)

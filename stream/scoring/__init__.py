@@ -1,0 +1,44 @@
+"""The pure scoring engine: events and a model in, lead state and stage transitions out."""
+
+from stream.scoring.account import (
+    AccountState,
+    AccountUpdate,
+    account_engagement,
+    is_mqa,
+    update_account,
+)
+from stream.scoring.engine import Outcome, apply, merge_states, next_tick_at, tick
+from stream.scoring.events import Event, EventError
+from stream.scoring.explain import LedgerEntry, Transition, snapshot
+from stream.scoring.model import Model, ModelError, default_model, load_model
+from stream.scoring.replay import ReplayError, ReplayStats, replay_lines, run_replay
+from stream.scoring.state import LeadState, StateDecodeError, new_state
+
+__all__ = [
+    "AccountState",
+    "AccountUpdate",
+    "Event",
+    "EventError",
+    "LeadState",
+    "LedgerEntry",
+    "Model",
+    "ModelError",
+    "Outcome",
+    "ReplayError",
+    "ReplayStats",
+    "StateDecodeError",
+    "Transition",
+    "account_engagement",
+    "apply",
+    "default_model",
+    "is_mqa",
+    "load_model",
+    "merge_states",
+    "new_state",
+    "next_tick_at",
+    "replay_lines",
+    "run_replay",
+    "snapshot",
+    "tick",
+    "update_account",
+]

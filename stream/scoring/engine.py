@@ -1,0 +1,304 @@
+"""apply(state, event, model) -> Outcome: the only way events change a lead, plus ticks and merge.
+
+Every function here mutates the LeadState it is given and returns it in `Outcome.state`;
+callers that keep state in a table reassign it (`table[k] = outcome.state`), which is what
+writes the changelog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.scoring import stages
+from stream.scoring.decay import accumulate, decayed
+from stream.scoring.events import MANUAL_OVERRIDE, US_PER_DAY, Event, t_to_us, us_to_t
+from stream.scoring.explain import LedgerEntry, Transition
+from stream.scoring.fit import fit_score, grade
+from stream.scoring.journey import is_early_pricing, note_scored, streak_due
+from stream.scoring.model import Model, TypeRule
+from stream.scoring.rules import dedupe_value, freq_capped, is_duplicate
+from stream.scoring.state import (
+    LeadState,
+    add_time,
+    digest,
+    prune,
+    remember_digest,
+    remember_id,
+    remember_key,
+    seen_before,
+)
+
+STREAK_SUFFIX = "/journey.research_streak"
+
+
+@dataclass
+class Outcome:
+    """What one call did: the (same, mutated) state, whether the event was applied, the stage
+    transitions in order, the ledger entries written and the derived events emitted."""
+
+    state: LeadState
+    applied: bool = True
+    transitions: list[Transition] = field(default_factory=list)
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    derived: list[Event] = field(default_factory=list)
+
+
+def _entry(
+    state: LeadState,
+    rule: TypeRule,
+    event_id: str,
+    t_us: int,
+    key: str | None,
+    model: Model,
+) -> LedgerEntry:
+    """Steps 1–4 of section 4 for one event of a catalogue type."""
+    suppressed: str | None = None
+    if is_duplicate(state, rule, key):
+        suppressed = "dedupe"
+    elif freq_capped(state, rule, t_us, model):
+        suppressed = "freq_cap"
+    if key is not None:
+        remember_key(state, rule.name, key, model)
+    base = float(rule.points)
+    tags: tuple[str, ...] = ()
+    if suppressed is None:
+        j = model.journey
+        if rule.name == j.early_type and is_early_pricing(state, t_us, model):
+            base *= j.early_multiplier
+            tags = (j.early_tag,)
+        state.acc[rule.name] = accumulate(state.acc.get(rule.name), base, t_us, rule.half_life)
+        add_time(state, rule.name, t_us, model)
+        note_scored(state, rule, t_us, tags, model)
+    return LedgerEntry(
+        lead_id=state.lead_id,
+        event_id=event_id,
+        type=rule.name,
+        at=us_to_t(t_us),
+        base_points=base,
+        half_life=rule.half_life,
+        group=rule.group,
+        tags=tags,
+        suppressed=suppressed,
+        model_version=model.ref,
+        points_at_entry=0.0 if suppressed else base,
+    )
+
+
+def _score(state: LeadState, event: Event, canonical: str, model: Model, out: Outcome) -> None:
+    rule = model.types.get(canonical)
+    if rule is None or rule.derived:
+        return  # not in the catalogue (or engine-made only): kept, scores nothing
+    if canonical in model.machine_open_types and (
+        event.properties.get(model.machine_open_property) is True
+    ):
+        return  # privacy-proxy prefetch: dropped, no ledger entry, no dedupe key
+    entry = _entry(
+        state, rule, event.event_id, event.t_us, dedupe_value(rule, event.properties), model
+    )
+    out.ledger.append(entry)
+    j = model.journey
+    if (
+        entry.suppressed is None
+        and rule.name == j.streak_trigger
+        and streak_due(state, event.t_us, model)
+    ):
+        derived = Event(
+            event_id=event.event_id + STREAK_SUFFIX,
+            type=j.streak_emit,
+            occurred_at=event.occurred_at,
+            channel=event.channel,
+            lead_id=state.lead_id,
+        )
+        out.derived.append(derived)
+        out.ledger.append(
+            _entry(state, model.types[j.streak_emit], derived.event_id, event.t_us, None, model)
+        )
+
+
+def _update_profile(state: LeadState, traits: dict[str, Any] | Any, model: Model) -> bool:
+    """Apply traits (last applied wins, null clears); True when the fit changed."""
+    if not traits:
+        return False
+    keep = model.profile_traits
+    changed = False
+    for name, value in traits.items():
+        if name not in keep:
+            continue
+        if value is None:
+            changed = state.profile.pop(name, None) is not None or changed
+        elif state.profile.get(name, _MISSING) != value:
+            state.profile[name] = value
+            changed = True
+    if not changed:
+        return False
+    old = state.fit
+    state.fit = fit_score(state.profile, model)
+    return state.fit != old
+
+
+_MISSING = object()
+
+
+def apply(
+    state: LeadState, event: Event, model: Model, *, offset: tuple[int, int] | None = None
+) -> Outcome:
+    """Apply one event: due ticks, profile, scoring, derived events, stage rules (in that order).
+
+    With `offset` = (partition, offset), an offset at or below the partition's watermark is a
+    no-op; so is an event_id already applied (transport dedupe, no ledger entry).
+    """
+    event_digest = digest(event.event_id)
+    if _already_consumed(state, offset) or event_digest in state.seen:
+        return Outcome(state, applied=False)
+    out = Outcome(state)
+    t_us = event.t_us
+    if state.next_tick is not None:
+        out.transitions.extend(stages.fire_ticks(state, model, t_us, inclusive=False))
+    remember_digest(state, event_digest, model)
+    old_day = None if state.clock is None else state.clock // US_PER_DAY
+    if state.clock is None or t_us > state.clock:
+        state.clock = t_us
+    if state.last_event is None or t_us > state.last_event:
+        state.last_event = t_us
+    state.model_version = model.ref
+    if event.account_id:
+        state.account_id = event.account_id
+    fit_changed = _update_profile(state, event.traits, model)
+    canonical = model.canonical(event.type)
+    _score(state, event, canonical, model, out)
+    if event.type in model.email_invalid or canonical in model.email_invalid:
+        state.email_invalid = True
+    if canonical in model.email_suppressed:
+        state.email_suppressed = True
+    scores = stages.Scores(state, model, state.clock)
+    triggers = (event.event_id,)
+    out.transitions.extend(stages.fit_rule(scores, fit_changed, triggers))
+    out.transitions.extend(stages.event_rules(scores, event, canonical))
+    if event.type != MANUAL_OVERRIDE:
+        out.transitions.extend(stages.mql_rule(scores, triggers))
+        out.transitions.extend(stages.sql_rule(scores, triggers))
+    else:
+        target = str(event.properties["stage"])
+        if target != state.stage:
+            out.transitions.append(
+                stages.transition(scores, target, "manual_override", triggers=triggers)
+            )
+    if old_day is None or state.clock // US_PER_DAY != old_day:
+        prune(state, model)  # once per lead per day of its clock: bounded, and cheap per event
+    return out
+
+
+def _already_consumed(state: LeadState, offset: tuple[int, int] | None) -> bool:
+    """True when `offset` is at or below its partition's watermark; else record it."""
+    if offset is None:
+        return False
+    partition, position = offset
+    mark = state.watermarks.get(partition)
+    if mark is not None and position <= mark:
+        return True
+    state.watermarks[partition] = position
+    return False
+
+
+def tick(state: LeadState, now_t: float, model: Model) -> Outcome:
+    """Fire every daily tick with instant <= now_t (days)."""
+    out = Outcome(state)
+    out.transitions.extend(stages.fire_ticks(state, model, t_to_us(now_t), inclusive=True))
+    if out.transitions:
+        prune(state, model)
+    return out
+
+
+def next_tick_at(state: LeadState, model: Model) -> float | None:
+    """The next instant (days) a tick could change this lead; None when it needs no ticks."""
+    if state.stage != "mql" or state.accepted or state.next_tick is None:
+        return None
+    return us_to_t(state.next_tick)
+
+
+def _merge_acc(mine: list[float] | None, theirs: list[float], rule: TypeRule | None) -> list[float]:
+    if mine is None:
+        return list(theirs)
+    half_life = rule.half_life if rule else None
+    ref = max(int(mine[1]), int(theirs[1]))
+    value = decayed(mine[0], ref - int(mine[1]), half_life)
+    value += decayed(theirs[0], ref - int(theirs[1]), half_life)
+    return [value, ref]
+
+
+def merge_states(
+    known: LeadState,
+    visitor: LeadState,
+    identify: Event,
+    model: Model,
+    *,
+    offset: tuple[int, int] | None = None,
+) -> Outcome:
+    """An identified visitor's history joins the known lead (scoring-model.md section 6).
+
+    Entries keep their own times and contributions add; dedupe keys, window histories and
+    flags unite; the known lead's profile wins where both have a trait; the known lead's stage
+    stays, except that a visitor who reached sales_ready as a hand-raiser carries that over.
+    Stage rules then run once, at the identify instant. `known` is mutated and returned.
+    `offset` works as in `apply` (the merge record's position in the known lead's partition).
+    """
+    if _already_consumed(known, offset) or seen_before(known, identify.event_id):
+        return Outcome(known, applied=False)
+    out = Outcome(known)
+    t_us = identify.t_us
+    out.transitions.extend(stages.fire_ticks(known, model, t_us, inclusive=False))
+    remember_id(known, identify.event_id, model)
+    for name, acc in visitor.acc.items():
+        known.acc[name] = _merge_acc(known.acc.get(name), acc, model.types.get(name))
+    for name, times in visitor.times.items():
+        known.times[name] = sorted([*known.times.get(name, ()), *times])
+    for name, keys in visitor.keys.items():
+        mine = known.keys.setdefault(name, {})
+        for key in keys:
+            mine.setdefault(key, None)
+        while len(mine) > model.keys_per_type:
+            del mine[next(iter(mine))]
+    known.prior = min(model.journey.early_min_prior, known.prior + visitor.prior)
+    known.mofu_last = _latest(known.mofu_last, visitor.mofu_last)
+    known.recycled_at = _latest(known.recycled_at, visitor.recycled_at)
+    for value in visitor.seen:
+        known.seen.setdefault(value, None)
+    while len(known.seen) > model.seen_ids:
+        del known.seen[next(iter(known.seen))]
+    known.email_invalid = known.email_invalid or visitor.email_invalid
+    known.email_suppressed = known.email_suppressed or visitor.email_suppressed
+    known.account_id = known.account_id or visitor.account_id
+    old_fit = known.fit
+    for name, value in visitor.profile.items():
+        known.profile.setdefault(name, value)
+    known.fit = fit_score(known.profile, model)
+    _update_profile(known, identify.traits, model)
+    known.clock = _latest(_latest(known.clock, visitor.clock), t_us)
+    known.last_event = _latest(_latest(known.last_event, visitor.last_event), t_us)
+    known.model_version = model.ref
+    if identify.account_id:
+        known.account_id = identify.account_id
+    assert known.clock is not None
+    scores = stages.Scores(known, model, known.clock)
+    triggers = (identify.event_id,)
+    out.transitions.extend(stages.fit_rule(scores, known.fit != old_fit, triggers))
+    rules = model.rules
+    if visitor.stage == "sales_ready" and known.stage in rules.fast_lane_from:
+        route = rules.fast_lane_routes[grade(known.fit, model)]
+        out.transitions.append(
+            stages.transition(scores, "sales_ready", "fast_lane", route=route, triggers=triggers)
+        )
+    out.transitions.extend(stages.event_rules(scores, identify, model.canonical(identify.type)))
+    out.transitions.extend(stages.mql_rule(scores, triggers))
+    out.transitions.extend(stages.sql_rule(scores, triggers))
+    prune(known, model)
+    return out
+
+
+def _latest(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)

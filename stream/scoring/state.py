@@ -1,0 +1,227 @@
+"""LeadState: what the rules of one lead need, bounded, with a compact orjson codec."""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from stream.errors import LeadstreamError
+from stream.scoring.decay import decayed
+from stream.scoring.model import Model
+
+CODEC_VERSION = 1
+NEGLIGIBLE = 1e-4  # a per-type sum whose magnitude falls below this is dropped (docs/scoring.md)
+_EMAIL_INVALID, _EMAIL_SUPPRESSED, _ACCEPTED = 1, 2, 4
+
+
+def digest(text: str) -> int:
+    """64-bit digest of an event id or dedupe-key value: what the state keeps of them."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
+
+
+def _pack(values: Iterable[int]) -> str:
+    return base64.b64encode(b"".join(v.to_bytes(8, "big") for v in values)).decode("ascii")
+
+
+def _unpack(text: str) -> dict[int, None]:
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) % 8:
+        raise ValueError("digest list length")
+    return dict.fromkeys(int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8))
+
+
+class StateDecodeError(LeadstreamError):
+    """Stored lead state cannot be decoded (wrong codec version or corrupt bytes)."""
+
+    reason = "state_invalid"
+
+
+@dataclass
+class LeadState:
+    """The state of one lead. Times are integer microseconds since the epoch.
+
+    `acc[type]` = [value, ref_us]: the decayed sum of the type's scored entries at ref_us (the
+    latest entry time); any later instant T is value * 0.5^((T - ref)/half_life) — exact, so no
+    entry needs to be kept for scoring. `times[type]` keeps the sorted times of recent scored
+    entries for frequency caps and journey windows; `keys[type]` the last dedupe-key values.
+    """
+
+    lead_id: str
+    model_version: str = ""
+    stage: str = "anonymous"
+    seq: int = 0
+    clock: int | None = None
+    last_event: int | None = None
+    stage_since: int | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
+    fit: float = 0.0
+    account_id: str | None = None
+    email_invalid: bool = False
+    email_suppressed: bool = False
+    accepted: bool = False
+    mql_at: int | None = None
+    next_tick: int | None = None
+    low_ticks: int = 0
+    recycled_at: int | None = None
+    route: list[str | None] | None = None  # [route, priority, sla, task] of the last handoff
+    acc: dict[str, list[float]] = field(default_factory=dict)
+    times: dict[str, list[int]] = field(default_factory=dict)
+    keys: dict[str, dict[int, None]] = field(default_factory=dict)  # digests, oldest first
+    prior: int = 0  # scored entries of non-negative groups, capped (early pricing rule a)
+    mofu_last: int | None = None  # latest scored mid-funnel touch (mofu guard)
+    seen: dict[int, None] = field(
+        default_factory=dict
+    )  # digests of applied event ids, oldest first
+    watermarks: dict[int, int] = field(default_factory=dict)  # partition -> applied offset
+
+    def encode(self) -> bytes:
+        """Compact bytes (orjson of a positional list); `decode(encode(s)) == s`."""
+        flags = (
+            (_EMAIL_INVALID if self.email_invalid else 0)
+            | (_EMAIL_SUPPRESSED if self.email_suppressed else 0)
+            | (_ACCEPTED if self.accepted else 0)
+        )
+        return orjson.dumps(
+            [
+                CODEC_VERSION,
+                self.lead_id,
+                self.model_version,
+                self.stage,
+                self.seq,
+                self.clock,
+                self.last_event,
+                self.stage_since,
+                self.profile,
+                self.fit,
+                self.account_id,
+                flags,
+                self.mql_at,
+                self.next_tick,
+                self.low_ticks,
+                self.recycled_at,
+                self.route,
+                self.acc,
+                self.times,
+                {k: _pack(v) for k, v in self.keys.items()},
+                self.prior,
+                self.mofu_last,
+                _pack(self.seen),
+                [[p, o] for p, o in self.watermarks.items()],
+            ]
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> LeadState:
+        """Inverse of `encode`; raises StateDecodeError on foreign or corrupt bytes."""
+        try:
+            v = orjson.loads(data)
+            if not isinstance(v, list) or v[0] != CODEC_VERSION or len(v) != 24:
+                raise ValueError("unknown layout")
+            return cls(
+                lead_id=v[1],
+                model_version=v[2],
+                stage=v[3],
+                seq=v[4],
+                clock=v[5],
+                last_event=v[6],
+                stage_since=v[7],
+                profile=v[8],
+                fit=v[9],
+                account_id=v[10],
+                email_invalid=bool(v[11] & _EMAIL_INVALID),
+                email_suppressed=bool(v[11] & _EMAIL_SUPPRESSED),
+                accepted=bool(v[11] & _ACCEPTED),
+                mql_at=v[12],
+                next_tick=v[13],
+                low_ticks=v[14],
+                recycled_at=v[15],
+                route=v[16],
+                acc=v[17],
+                times=v[18],
+                keys={k: _unpack(ks) for k, ks in v[19].items()},
+                prior=v[20],
+                mofu_last=v[21],
+                seen=_unpack(v[22]),
+                watermarks={p: o for p, o in v[23]},
+            )
+        except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+            raise StateDecodeError(
+                f"lead state: cannot decode ({exc}); codec version {CODEC_VERSION} expected — "
+                "rebuild the state by replaying the lead's events"
+            ) from None
+
+
+def new_state(lead_id: str) -> LeadState:
+    """A lead nobody has seen yet: stage `anonymous`, no history."""
+    return LeadState(lead_id=lead_id)
+
+
+def seen_before(state: LeadState, event_id: str) -> bool:
+    """The event id is among the last N applied (transport dedupe)."""
+    return digest(event_id) in state.seen
+
+
+def remember_id(state: LeadState, event_id: str, model: Model) -> None:
+    """Record an applied event id (transport dedupe), keeping only the last N."""
+    remember_digest(state, digest(event_id), model)
+
+
+def remember_digest(state: LeadState, value: int, model: Model) -> None:
+    """Record the digest of an applied event id, keeping only the last N."""
+    seen = state.seen
+    seen[value] = None
+    while len(seen) > model.seen_ids:
+        del seen[next(iter(seen))]
+
+
+def has_key(state: LeadState, type_name: str, key: str) -> bool:
+    """An earlier event of the type carried this dedupe-key value (among the last N kept)."""
+    keys = state.keys.get(type_name)
+    return keys is not None and digest(key) in keys
+
+
+def remember_key(state: LeadState, type_name: str, key: str, model: Model) -> None:
+    """Record a dedupe-key value of a type, keeping the last N per type."""
+    keys = state.keys.setdefault(type_name, {})
+    value = digest(key)
+    keys.pop(value, None)
+    keys[value] = None
+    while len(keys) > model.keys_per_type:
+        del keys[next(iter(keys))]
+
+
+def add_time(state: LeadState, type_name: str, us: int, model: Model) -> None:
+    """Keep a scored entry time if some window can still look at it."""
+    if model.types[type_name].horizon_us:
+        bisect.insort(state.times.setdefault(type_name, []), us)
+
+
+def prune(state: LeadState, model: Model) -> None:
+    """Drop what no rule can look at any more (docs/scoring.md, "Bounded state")."""
+    clock = state.clock
+    if clock is None:
+        return
+    for name in list(state.times):
+        rule = model.types.get(name)
+        times = state.times[name]
+        if rule is None or not rule.horizon_us:
+            del state.times[name]
+            continue
+        cut = bisect.bisect_right(times, clock - rule.horizon_us)
+        if cut:
+            del times[:cut]
+        if not times:
+            del state.times[name]
+    for name in list(state.acc):
+        rule = model.types.get(name)
+        value, ref = state.acc[name]
+        if rule is None:
+            continue
+        if ref <= clock and abs(decayed(value, clock - int(ref), rule.half_life)) < NEGLIGIBLE:
+            del state.acc[name]
