@@ -103,23 +103,13 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     handoff_topic = app.topic(topics.handoff, **RAW)
     ledger_topic = app.topic(topics.ledger, **RAW)
     deadletter_topic = app.topic(topics.deadletter, partitions=1, **RAW)
-    aliases = app.Table(
-        "aliases",
-        key_type=str,
-        value_type=str,
-        partitions=settings.partitions,
-        key_serializer="json",
-        value_serializer="json",
-    )
-    states = app.Table("lead_state", partitions=settings.partitions, **RAW)
-    tick_due = app.Table(
-        "tick_due",
-        key_type=str,
-        value_type=list,
-        partitions=settings.partitions,
-        key_serializer="json",
-        value_serializer="json",
-    )
+    # Tables pick their codec from key_type/value_type: bytes is raw, anything else JSON.
+    # Changelogs stay compacted-only (faust's default for tables): a changelog emptied by
+    # retention can hang recovery forever (faust #597, #651).
+    parts = settings.partitions
+    aliases = app.Table("aliases", key_type=str, value_type=str, partitions=parts)
+    states = app.Table("lead_state", key_type=bytes, value_type=bytes, partitions=parts)
+    tick_due = app.Table("tick_due", key_type=str, value_type=list, partitions=parts)
 
     identity = IdentityStep(aliases)
     ticks = TickScheduler(tick_due)

@@ -110,13 +110,13 @@ class IdentityStep:
             self.aliases[key] = lead
         if found.email_alias is not None:
             email, lead = found.email_alias
-            control = {
+            alias = {
                 "type": "identity.alias",
                 "email": email,
                 "lead_id": lead,
                 "event_id": f"alias:{event.get('event_id')}",
             }
-            emit.channel.append(("crm", email.strip().lower().encode(), orjson.dumps(control)))
+            emit.channel.append(("crm", email.strip().lower().encode(), orjson.dumps(alias)))
         if event.get("type") == "identity.alias":
             if found.handover_from is None:
                 return emit  # the alias is recorded; nothing to score
@@ -140,7 +140,10 @@ class IdentityStep:
                 )
             )
         event["lead_id"] = found.lead_id
-        if found.handover_from is not None:
+        if found.via is not None:
+            forward = {"control": "forward", "to": found.lead_id, "event": event}
+            emit.by_lead.append((found.via.encode(), orjson.dumps(forward), headers))
+        elif found.handover_from is not None:
             # The visitor's partition hands its state over; the identify travels with it so
             # the merge happens at the identify instant, as one step.
             control: dict[str, Any] = {
@@ -184,6 +187,11 @@ class ScoringStep:
             control = body.get("control")
             if control == "handover":
                 return self._handover(record, body, emit)
+            if control == "forward":
+                # Behind a hand-over in this partition: on to the lead, in arrival order.
+                target = str(body["to"]).encode()
+                emit.by_lead.append((target, orjson.dumps(body["event"]), record.headers))
+                return emit
             if control == "clock":
                 self._fire_ticks(record, t_to_us(float(body["t"])), emit)
                 return emit

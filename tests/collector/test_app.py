@@ -80,7 +80,7 @@ async def test_track_is_produced_keyed_on_the_identity(
         ("/v1/a", {"userId": "u", "previousId": "a"}, "unit.leads.events.web", "alias"),
         ("/v1/t", track("Trial Started"), "unit.leads.events.web", "trial.signup"),
         ("/v1/t", track("Social Engagement"), "unit.leads.events.social", "social.engagement"),
-        ("/v1/t", track("Demo Requested"), "unit.leads.events.crm", "sales.demo_requested"),
+        ("/v1/t", track("Demo Requested"), "unit.leads.events.web", "sales.demo_requested"),
     ],
 )
 async def test_single_call_routes(

@@ -185,7 +185,7 @@ def test_traits_on_track_events_come_from_context() -> None:
         }
     )
     assert event["traits"] == {"budget_usd": 50000, "timeline_months": 2, "need": True}
-    assert event["channel"] == "crm"
+    assert event["channel"] == "web"
 
 
 def test_crm_types_need_a_server_key() -> None:

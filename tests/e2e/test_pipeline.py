@@ -18,18 +18,40 @@ pytestmark = pytest.mark.e2e
 def segment_batch(user_id: str, anonymous_id: str) -> dict[str, object]:
     return {
         "batch": [
-            {"type": "page", "messageId": f"{user_id}-1", "anonymousId": anonymous_id,
-             "timestamp": "2026-05-04T09:00:00.000Z", "name": "Pricing",
-             "properties": {"path": "/pricing", "url": "https://example.com/pricing"},
-             "context": {"page": {"path": "/pricing", "url": "https://example.com/pricing"}}},
-            {"type": "identify", "messageId": f"{user_id}-2", "anonymousId": anonymous_id,
-             "userId": user_id, "timestamp": "2026-05-04T09:01:00.000Z",
-             "traits": {"email": "cto@bigcorp.example", "seniority": "c_level",
-                        "buying_role": "decision_maker", "employees": 2400,
-                        "industry": "software", "country": "DE", "email_type": "business"}},
-            {"type": "track", "messageId": f"{user_id}-3", "anonymousId": anonymous_id,
-             "userId": user_id, "event": "Demo Requested",
-             "timestamp": "2026-05-04T09:02:00.000Z", "properties": {}},
+            {
+                "type": "page",
+                "messageId": f"{user_id}-1",
+                "anonymousId": anonymous_id,
+                "timestamp": "2026-05-04T09:00:00.000Z",
+                "name": "Pricing",
+                "properties": {"path": "/pricing", "url": "https://example.com/pricing"},
+                "context": {"page": {"path": "/pricing", "url": "https://example.com/pricing"}},
+            },
+            {
+                "type": "identify",
+                "messageId": f"{user_id}-2",
+                "anonymousId": anonymous_id,
+                "userId": user_id,
+                "timestamp": "2026-05-04T09:01:00.000Z",
+                "traits": {
+                    "email": "cto@bigcorp.example",
+                    "seniority": "c_level",
+                    "buying_role": "decision_maker",
+                    "employees": 2400,
+                    "industry": "software",
+                    "country": "DE",
+                    "email_type": "business",
+                },
+            },
+            {
+                "type": "track",
+                "messageId": f"{user_id}-3",
+                "anonymousId": anonymous_id,
+                "userId": user_id,
+                "event": "Demo Requested",
+                "timestamp": "2026-05-04T09:02:00.000Z",
+                "properties": {},
+            },
         ],
         "sentAt": "2026-05-04T09:02:00.000Z",
     }
@@ -44,22 +66,25 @@ async def test_hand_raiser_reaches_sales_through_a_signed_webhook(
         async with http.post(
             f"{base}/v1/batch",
             json=segment_batch("u-e2e", "anon-e2e"),
-            auth=aiohttp.BasicAuth("demo-browser-key", ""),
+            headers={"Authorization": aiohttp.encode_basic_auth("demo-browser-key")},
         ) as resp:
             assert resp.status == 200, await resp.text()
             assert await resp.json() == {"success": True}
 
         def handed_off() -> bool:
             return any(
-                d["lead_id"] == "u-e2e" and d["to_stage"] == "sales_ready"
-                for d in hook.deliveries
+                d["lead_id"] == "u-e2e" and d["to_stage"] == "sales_ready" for d in hook.deliveries
             )
 
         await eventually(handed_off, "the sales_ready handoff at the webhook")
         delivery = next(d for d in hook.deliveries if d["to_stage"] == "sales_ready")
         assert delivery["reason"] == "fast_lane"
-        assert delivery["route"] == {"queue": "ae", "priority": "P1", "sla": "PT1H",
-                                     "task": delivery["route"]["task"]}
+        assert delivery["route"] == {
+            "queue": "ae",
+            "priority": "P1",
+            "sla": "PT1H",
+            "task": delivery["route"]["task"],
+        }
         assert hook.rejected == 0 and hook.verified >= 1
 
         async def lead_stage() -> str | None:

@@ -27,11 +27,12 @@ def test_identify_hands_the_visitor_over_once() -> None:
     )
     assert found.lead_id == "u1"
     assert found.handover_from == "anon:A1"
-    assert found.alias_writes == {"a:A1": "u1"}
+    assert found.alias_writes == {"a:A1": "u1", "h:a:A1": "anon:A1"}
     assert found.email_alias == ("Ann@Example.com", "u1")
     aliases.update(found.alias_writes)
     again = resolve({"anonymous_id": "A1", "type": "web.page_view"}, aliases.get)
     assert again.lead_id == "u1" and again.handover_from is None
+    assert again.via == "anon:A1"  # later events queue behind the hand-over
 
 
 def test_cookie_of_another_known_lead_is_a_conflict() -> None:
