@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 
 async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, int]:
@@ -13,7 +14,12 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, 
     await admin.start()
     await consumer.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group)
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+        except GroupCoordinatorNotAvailableError:
+            # A fresh broker has no coordinator until some group has been used: nothing is
+            # committed yet, so everything counts as lag.
+            committed = {}
         partitions = [
             TopicPartition(t, p)
             for t in topics

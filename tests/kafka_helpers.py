@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 
@@ -61,3 +61,30 @@ async def read_topic(
 
 def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
     return {k: v.decode() for k, v in record.headers}
+
+
+async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of a topic up to its end offsets at the time of the call."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+            ]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        ends = await consumer.end_offsets(parts)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(
+                    r for r in batch if r.offset < ends[TopicPartition(r.topic, r.partition)]
+                )
+        return records
+    finally:
+        await consumer.stop()

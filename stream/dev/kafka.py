@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Coroutine
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from stream.dev.process import ManagedProcess, require_free
 from stream.errors import DevEnvironmentError
@@ -160,7 +163,7 @@ class LocalKafka:
                     f"Kafka exited while starting; see {self.log_dir}/stdout.log and "
                     f"{self.log_file}"
                 )
-            if asyncio.run(broker_answers(self.settings.kafka_bootstrap)):
+            if _run_sync(broker_answers(self.settings.kafka_bootstrap)):
                 return
             time.sleep(0.5)
         raise DevEnvironmentError(
@@ -200,3 +203,13 @@ def _mib(heap: str) -> int:
     if unit == "m":
         return int(number)
     raise DevEnvironmentError(f"LEADSTREAM_KAFKA_HEAP={heap!r}: want e.g. 768m or 1g")
+
+
+def _run_sync(coro: Coroutine[Any, Any, bool]) -> bool:
+    """Run a check from sync code, also when the caller already runs an event loop (demo)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

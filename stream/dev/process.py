@@ -50,6 +50,7 @@ class ManagedProcess:
         self.name = name
         self.pid_file = pid_file
         self.marker = marker
+        self._child: subprocess.Popen[bytes] | None = None
 
     def pid(self) -> int | None:
         try:
@@ -80,10 +81,17 @@ class ManagedProcess:
             )
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.pid_file.write_text(str(proc.pid))
+        self._child = proc
         return proc.pid
 
     def exited_early(self) -> bool:
-        """True when the process we started has already died (its log tells why)."""
+        """True when the process we started has already died (its log tells why).
+
+        A child started by this object is asked directly: its marker (redis-server's working
+        directory) may not be in place yet in the first milliseconds.
+        """
+        if self._child is not None:
+            return self._child.poll() is not None
         return self.pid() is None
 
     def stop(self, timeout: float = 20.0) -> bool:

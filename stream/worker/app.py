@@ -18,6 +18,7 @@ from typing import Any
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY
 
 from stream.scoring import LeadState, Model, load_model
@@ -88,6 +89,10 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         web_router_enabled=False,
         autodiscover=False,
         broker_commit_interval=1.0,
+        # A killed worker's partitions are reassigned once its session times out: 10 s
+        # instead of Faust's 60 s keeps a restart after SIGKILL quick.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         producer_linger=0.005,
         rocksdb_options={
             "block_cache_size": settings.rocksdb_block_cache_mib * mib,
@@ -109,7 +114,7 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     parts = settings.partitions
     aliases = app.Table("aliases", key_type=str, value_type=str, partitions=parts)
     states = app.Table("lead_state", key_type=bytes, value_type=bytes, partitions=parts)
-    tick_due = app.Table("tick_due", key_type=str, value_type=list, partitions=parts)
+    tick_due = app.Table("tick_due", key_type=str, value_type=str, partitions=parts)
 
     identity = IdentityStep(aliases)
     ticks = TickScheduler(tick_due)
@@ -118,8 +123,22 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     flusher = RedisFlusher(settings, scoring)
 
     async def send(emit: Emit) -> None:
-        # Handoffs and hand-overs are acknowledged before the state that produced them is
-        # stored: after a crash the event is applied again and re-emits the same ce_ids.
+        """Produce an emit, trying again until Kafka takes it all.
+
+        An exception escaping the agent would ack the record and lose it, so a failed send
+        waits and repeats the whole emit: handoffs repeat with the same ce_id, by-lead events
+        are no-ops the second time, so repeating is safe.
+        """
+        delay = 0.5
+        while True:
+            try:
+                return await _send(emit)
+            except KafkaError as exc:
+                log.warning("producing failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def _send(emit: Emit) -> None:
         waits = []
         for key, value, headers in emit.handoffs:
             waits.append(await handoff_topic.send(key=key, value=value, headers=headers))
@@ -133,8 +152,9 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
             )
         for key, value in emit.ledger:
             await ledger_topic.send(key=key, value=value)
-        for fut in waits:
-            await fut
+        if emit.must_land_first:
+            for fut in waits:
+                await fut
 
     def to_record(event: faust.types.EventT[Any]) -> Record:
         m = event.message
@@ -145,7 +165,10 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     @app.agent(channel_topic, concurrency=1)
     async def identity_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
-            await send(identity.process(to_record(event)))
+            emit = identity.process(to_record(event))
+            await send(emit)
+            for alias_key, lead_id in emit.aliases.items():
+                aliases[alias_key] = lead_id
             yield None
 
     @app.agent(by_lead_topic, concurrency=1)

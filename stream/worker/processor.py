@@ -60,6 +60,18 @@ class Emit:
     deadletters: list[tuple[bytes | None, bytes, Headers]] = field(default_factory=list)
     forget: str | None = None  # a visitor lead whose state moved on (after the sends are acked)
     states: dict[str, LeadState] = field(default_factory=dict)  # to store once sends are acked
+    aliases: dict[str, str] = field(default_factory=dict)  # alias table writes, likewise
+
+    @property
+    def must_land_first(self) -> bool:
+        """Whether the records must be acknowledged before the table writes.
+
+        Faust flushes the producer before it commits source offsets, so ordinary records
+        need no wait. But if a table write landed and its records did not, the repeated
+        record would decide differently (an applied offset is a no-op; a claimed alias is no
+        new hand-over) and a handoff or hand-over would be lost.
+        """
+        return bool(self.handoffs or self.aliases or self.forget or self.states and self.by_lead)
 
 
 def _dead(
@@ -94,20 +106,25 @@ class IdentityStep:
         self.aliases = aliases
 
     def process(self, record: Record) -> Emit:
-        emit = Emit()
         try:
-            event = orjson.loads(record.value)
-            if not isinstance(event, dict):
-                raise TypeError("a canonical event must be a JSON object")
-            found: Resolution = resolve(event, self.aliases.get)
-        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-            reason = (
-                "invalid_json" if isinstance(exc, orjson.JSONDecodeError) else "schema_violation"
-            )
+            return self._process(record)
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the partition
+            reason = getattr(exc, "reason", "processing_error")
+            if isinstance(exc, orjson.JSONDecodeError):
+                reason = "invalid_json"
+            elif isinstance(exc, (TypeError, ValueError)):
+                reason = "schema_violation"
+            emit = Emit()
             emit.deadletters.append(_dead(record, reason, "identity", str(exc)))
             return emit
-        for key, lead in found.alias_writes.items():
-            self.aliases[key] = lead
+
+    def _process(self, record: Record) -> Emit:
+        emit = Emit()
+        event = orjson.loads(record.value)
+        if not isinstance(event, dict):
+            raise TypeError("a canonical event must be a JSON object")
+        found: Resolution = resolve(event, self.aliases.get)
+        emit.aliases.update(found.alias_writes)
         if found.email_alias is not None:
             email, lead = found.email_alias
             alias = {
@@ -177,42 +194,55 @@ class ScoringStep:
         return None if raw is None else LeadState.decode(raw)
 
     def process(self, record: Record) -> Emit:
-        """What to produce and which states to store for one by-lead record."""
-        emit = Emit()
+        """What to produce and which states to store for one by-lead record.
+
+        Any error becomes a dead letter with its reason, and the partition goes on: an
+        exception escaping a Faust agent would ack the record silently and restart the agent.
+        """
         started = time.perf_counter()
         try:
-            body = orjson.loads(record.value)
-            if not isinstance(body, dict):
-                raise TypeError("a by-lead record must be a JSON object")
-            control = body.get("control")
-            if control == "handover":
-                return self._handover(record, body, emit)
-            if control == "forward":
-                # Behind a hand-over in this partition: on to the lead, in arrival order.
-                target = str(body["to"]).encode()
-                emit.by_lead.append((target, orjson.dumps(body["event"]), record.headers))
-                return emit
-            if control == "clock":
-                self._fire_ticks(record, t_to_us(float(body["t"])), emit)
-                return emit
-            if control == "merge":
-                outcome = self._merge(record, body)
-            else:
-                event = Event.from_dict(body)
-                lead_id = event.lead_id or (record.key or b"").decode()
-                state = self.load(lead_id) or new_state(lead_id)
-                outcome = apply(state, event, self.model, offset=(record.partition, record.offset))
+            emit = self._process(record)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the partition
+            emit = Emit()
             self._dead_letter(record, exc, emit)
-            return emit
-        self._collect(record, outcome, emit)
         metrics.PROCESSING_DURATION.labels(agent="scoring").observe(time.perf_counter() - started)
+        return emit
+
+    def _process(self, record: Record) -> Emit:
+        emit = Emit()
+        body = orjson.loads(record.value)
+        if not isinstance(body, dict):
+            raise TypeError("a by-lead record must be a JSON object")
+        control = body.get("control")
+        if control == "handover":
+            return self._handover(record, body, emit)
+        if control == "forward":
+            # Behind a hand-over in this partition: on to the lead, in arrival order.
+            target = str(body["to"]).encode()
+            emit.by_lead.append((target, orjson.dumps(body["event"]), record.headers))
+            return emit
+        if control == "clock":
+            self._fire_ticks(record, t_to_us(float(body["t"])), emit)
+            return emit
+        if control == "merge":
+            outcome = self._merge(record, body)
+        else:
+            event = Event.from_dict(body)
+            lead_id = event.lead_id or (record.key or b"").decode()
+            state = self.load(lead_id) or new_state(lead_id)
+            outcome = apply(state, event, self.model, offset=(record.partition, record.offset))
+        self._collect(record, outcome, emit)
         if outcome.applied:
             metrics.EVENTS_PROCESSED.labels(outcome="applied").inc()
             self._keep(record.partition, outcome.state, emit)
             self._fire_ticks(record, outcome.state.clock, emit)
         else:
             metrics.EVENTS_PROCESSED.labels(outcome="duplicate").inc()
+            # Stored again on purpose: after a SIGKILL the local RocksDB can be ahead of the
+            # changelog (a write whose changelog record never left the process). The repeated
+            # record is a no-op for the engine; writing the state re-sends its changelog
+            # record, so a worker that restores this partition later gets it.
+            emit.states[outcome.state.lead_id] = outcome.state
         return emit
 
     def _dead_letter(self, record: Record, exc: Exception, emit: Emit) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, MutableMapping
 
+import orjson
+
 MINUTES_PER_DAY = 1440
 
 
@@ -20,7 +22,10 @@ def due_key(partition: int, t_days: float) -> str:
 
 
 class TickScheduler:
-    def __init__(self, due: MutableMapping[str, list[str]]):
+    """`due` maps `<partition>:<minute>` to a JSON list of lead ids (a string: Faust tables
+    hold plain str/bytes or its own models)."""
+
+    def __init__(self, due: MutableMapping[str, str]):
         self.due = due
         self.heaps: dict[int, list[int]] = {}  # partition -> heap of due minutes
         self.stream_time: dict[int, float] = {}
@@ -43,9 +48,9 @@ class TickScheduler:
 
     def schedule(self, partition: int, lead_id: str, t_days: float) -> None:
         key = due_key(partition, t_days)
-        leads = self.due.get(key) or []
+        leads = _leads(self.due.get(key))
         if lead_id not in leads:
-            self.due[key] = [*leads, lead_id]
+            self.due[key] = orjson.dumps([*leads, lead_id]).decode()
             heap = self._heap(partition)
             minute = round(t_days * MINUTES_PER_DAY)
             if minute not in heap:
@@ -64,7 +69,11 @@ class TickScheduler:
         while heap and heap[0] / MINUTES_PER_DAY < now:
             minute = heapq.heappop(heap)
             key = f"{partition}:{minute}"
-            leads = self.due.pop(key, None) or []
+            leads = _leads(self.due.pop(key, None))
             if leads:
                 fired.append((minute / MINUTES_PER_DAY, leads))
         return fired
+
+
+def _leads(raw: str | None) -> list[str]:
+    return [] if not raw else [str(x) for x in orjson.loads(raw)]
