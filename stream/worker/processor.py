@@ -71,7 +71,7 @@ class Emit:
         record would decide differently (an applied offset is a no-op; a claimed alias is no
         new hand-over) and a handoff or hand-over would be lost.
         """
-        return bool(self.handoffs or self.aliases or self.forget or self.states and self.by_lead)
+        return bool(self.handoffs or self.aliases or self.forget or (self.states and self.by_lead))
 
 
 def _dead(
