@@ -205,3 +205,12 @@ def deadletters_redrive(reason: str | None, stage: str | None, dry_run: bool) ->
 
     counts = asyncio.run(redrive(_settings(), reason=reason, stage=stage, dry_run=dry_run))
     click.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def _register_bench() -> None:
+    from stream.bench.cli import bench
+
+    main.add_command(bench)
+
+
+_register_bench()

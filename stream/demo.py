@@ -25,6 +25,8 @@ from stream.settings import ENV_PREFIX, Settings
 from stream.store.redis import STAGES, LeadStore
 from stream.topics import Topics, ensure_topics
 
+SALES_STAGES = ("mql", "sales_ready", "sql", "opportunity", "customer")
+
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The LEADSTREAM_* environment that gives a child process exactly these settings."""
@@ -164,7 +166,10 @@ async def _demo(base: Settings, root: Path, *, leads: int, keep: bool) -> int:
         await wait_http(f"http://{host}:{settings.notifier_port}/healthz", procs)
         click.secho(f"3/5 simulating {leads} lead journeys through the collector …", bold=True)
         journeys, report = await simulate_against(settings, leads=leads, seed=7)
-        click.echo(f"    {report}")
+        click.echo(
+            f"    {report.accepted} messages accepted in {report.requests} requests "
+            f"({report.seconds:.1f}s), {report.failed} failed, {report.retries} retried"
+        )
         click.secho(
             "4/5 waiting until every event is scored and every handoff delivered …", bold=True
         )
@@ -200,9 +205,8 @@ async def _report(settings: Settings, journeys: list[Any], receiver: WebhookRece
         f"rejected: {receiver.rejected})"
     )
     click.echo("leads by stage: " + ", ".join(f"{s} {len(v)}" for s, v in by_stage.items() if v))
-    sales_stages = {"mql", "sales_ready", "sql", "opportunity", "customer"}
     reached: Counter[str] = Counter()
-    for stage in sales_stages:
+    for stage in SALES_STAGES:
         for lead in by_stage[stage]:
             reached[persona.get(lead["lead_id"], "?")] += 1
     click.echo(
@@ -214,21 +218,22 @@ async def _report(settings: Settings, journeys: list[Any], receiver: WebhookRece
             f"  {bad}s handed to sales: {reached.get(bad, 0)}"
             + ("  ✓" if reached.get(bad, 0) == 0 else "  ✗ check the model")
         )
-    click.echo("\nwho went to sales, and why (first 12 handoffs):")
-    for data in receiver.deliveries[:12]:
+    to_sales = [d for d in receiver.deliveries if d["to_stage"] in SALES_STAGES]
+    click.echo(f"\nhandoffs into sales stages: {len(to_sales)} — who, and why (first 12):")
+    for data in to_sales[:12]:
         why = ", ".join(
             f"{c['type']} {c['value']:.1f}" for c in data.get("top_contributors", [])[:3]
         )
         route = data.get("route") or {}
         click.echo(
-            f"  {data['lead_id']:<14} {persona.get(data['lead_id'], '?'):<16} "
+            f"  {data['lead_id']:<14} {persona.get(data['lead_id'], '?'):<15} "
             f"{data['from_stage']:>9} → {data['to_stage']:<11} {data['reason']:<9} "
             f"fit {data['fit']['score']:>5.1f} ({data['fit']['grade']})  "
-            f"eng {data['engagement']['score']:>5.1f}  {route.get('queue')}/{route.get('priority')}"
-            f"  because: {why}"
+            f"eng {data['engagement']['score']:>5.1f}  "
+            f"{route.get('queue') or '-'}/{route.get('priority') or '-'}  because: {why or '-'}"
         )
     host = settings.collector_host
-    example = receiver.deliveries[0]["lead_id"] if receiver.deliveries else "<lead_id>"
+    example = to_sales[0]["lead_id"] if to_sales else "<lead_id>"
     click.echo("\nwhere to look next:")
     click.echo(
         f"  lead API     http://{host}:{settings.collector_port}/v1/leads/{example}"

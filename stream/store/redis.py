@@ -68,6 +68,21 @@ class LeadStore:
                 pipe.ltrim(key, 0, LEDGER_CAP - 1)
         await pipe.execute()
 
+    async def absorb(self, visitor_id: str, lead_id: str) -> None:
+        """An identified visitor: its ledger joins the lead's (as older entries), its own
+        snapshot and stage entries go. Idempotent: a repeat finds nothing left to move."""
+        source = self.key("ledger", visitor_id)
+        entries = await self.client.lrange(source, 0, LEDGER_CAP - 1)
+        pipe = self.client.pipeline(transaction=True)
+        if entries:
+            target = self.key("ledger", lead_id)
+            pipe.rpush(target, *entries)
+            pipe.ltrim(target, 0, LEDGER_CAP - 1)
+        pipe.delete(source, self.key("lead", visitor_id))
+        for stage in STAGES:
+            pipe.zrem(self.key("stage", stage), visitor_id)
+        await pipe.execute()
+
     async def get(self, lead_id: str) -> dict[str, Any] | None:
         raw = await self.client.get(self.key("lead", lead_id))
         return None if raw is None else dict(orjson.loads(raw))

@@ -45,30 +45,40 @@ class RedisFlusher:
         self.scoring = scoring
         self.dirty: dict[str, LeadState] = {}
         self.ledgers: dict[str, list[dict[str, Any]]] = {}
+        self.absorbed: list[tuple[str, str]] = []
         self.store: LeadStore | None = None
 
     def mark(self, lead_id: str, state: LeadState) -> None:
         self.dirty[lead_id] = state
 
+    def absorb(self, visitor_id: str, lead_id: str) -> None:
+        """The visitor's snapshot goes, its ledger joins the lead's (after the next flush)."""
+        self.dirty.pop(visitor_id, None)
+        self.absorbed.append((visitor_id, lead_id))
+
     def add_ledger(self, lead_id: str, entries: list[dict[str, Any]]) -> None:
         self.ledgers.setdefault(lead_id, []).extend(entries)
 
     async def flush(self) -> None:
-        if not self.dirty and not self.ledgers:
+        if not self.dirty and not self.ledgers and not self.absorbed:
             return
         if self.store is None:
             self.store = LeadStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
         dirty, self.dirty = self.dirty, {}
         ledgers, self.ledgers = self.ledgers, {}
+        absorbed, self.absorbed = self.absorbed, []
         snaps = [self.scoring.snapshot(state) for state in dirty.values()]
         try:
             await self.store.write(snaps, {k: v[::-1] for k, v in ledgers.items()})
+            for visitor_id, lead_id in absorbed:
+                await self.store.absorb(visitor_id, lead_id)
         except Exception as exc:  # noqa: BLE001 - Redis down must not stop scoring
             log.warning("Redis write failed (%s); will retry with the next flush", exc)
             for lead_id, state in dirty.items():
                 self.dirty.setdefault(lead_id, state)
             for lead_id, entries in ledgers.items():
                 self.ledgers.setdefault(lead_id, [])[:0] = entries
+            self.absorbed[:0] = absorbed
 
 
 def create_app(settings: Settings, model: Model | None = None) -> faust.App:
@@ -181,7 +191,9 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
             for entry_key, entry in emit.ledger:
                 flusher.add_ledger(entry_key.decode(), [orjson.loads(entry)])
             if emit.forget is not None:
-                states.pop(emit.forget.encode(), None)
+                visitor_id, lead_id = emit.forget
+                states.pop(visitor_id.encode(), None)
+                flusher.absorb(visitor_id, lead_id)
             for lead_id, state in emit.states.items():
                 states[lead_id.encode()] = state.encode()
             yield None

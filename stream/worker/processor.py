@@ -58,7 +58,8 @@ class Emit:
     handoffs: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
     ledger: list[tuple[bytes, bytes]] = field(default_factory=list)
     deadletters: list[tuple[bytes | None, bytes, Headers]] = field(default_factory=list)
-    forget: str | None = None  # a visitor lead whose state moved on (after the sends are acked)
+    # (visitor lead, known lead): the visitor's state moved on (drop it once sends are acked)
+    forget: tuple[str, str] | None = None
     states: dict[str, LeadState] = field(default_factory=dict)  # to store once sends are acked
     aliases: dict[str, str] = field(default_factory=dict)  # alias table writes, likewise
 
@@ -303,7 +304,7 @@ class ScoringStep:
             "identify": body["identify"],
         }
         emit.by_lead.append((str(body["to"]).encode(), orjson.dumps(merge), record.headers))
-        emit.forget = visitor_id if state is not None else None
+        emit.forget = (visitor_id, str(body["to"])) if state is not None else None
         metrics.IDENTITY_MERGES.labels(kind="handover").inc()
         return emit
 

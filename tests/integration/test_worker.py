@@ -132,6 +132,12 @@ async def test_visitor_history_joins_the_lead_on_identify(
     # two product views (4 each) and the research streak (5) they triggered, barely decayed
     assert snap["types"]["web.product_page_view"] > 7.5
     assert snap["types"].get("journey.research_streak", 0) > 4.5
+    for _ in range(20):  # the visitor's own snapshot goes once its history joined the lead
+        if await store.get("anon:cookie-1") is None:
+            break
+        await asyncio.sleep(0.25)
+    assert await store.get("anon:cookie-1") is None
+    assert {e["event_id"] for e in await store.ledger("u-joined")} >= {"v1", "v2"}
 
 
 async def test_garbage_is_dead_lettered_and_processing_goes_on(

@@ -1,0 +1,82 @@
+"""P-faust: the smallest useful Faust app, the baseline our worker must at least match.
+
+One agent (concurrency=1, as the worker's agents) reads the four channel topics and counts
+events per key in a RocksDB table with the worker's store options. It decodes nothing: what it
+costs is Faust itself (stream, table, changelog, commits), the floor under any Faust worker.
+Run as a child process, `python -m stream.bench.pfaust`, with LEADSTREAM_* settings in its
+environment; its app id (= consumer group) is `<topic_prefix>pfaust`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from stream.settings import Settings
+from stream.topics import Topics
+
+RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+def rocksdb_options(settings: Settings) -> dict[str, int]:
+    """The worker's RocksDB caps (stream/worker/app.py): a fair floor uses the same store."""
+    mib = 1024 * 1024
+    return {
+        "block_cache_size": settings.rocksdb_block_cache_mib * mib,
+        "block_cache_compressed_size": 0,
+        "write_buffer_size": settings.rocksdb_write_buffer_mib * mib,
+        "max_write_buffer_number": 2,
+        "max_open_files": 256,
+    }
+
+
+def app_id(settings: Settings) -> str:
+    return f"{settings.topic_prefix}pfaust"
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Same broker, partitions, commit interval and store options as the worker."""
+    app = faust.App(
+        app_id(settings),
+        broker=";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")),
+        store="rocksdb://",
+        datadir=settings.data_dir,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        web_port=settings.worker_port,
+        web_bind="127.0.0.1",
+        web_tables_enabled=False,
+        web_router_enabled=False,
+        autodiscover=False,
+        broker_commit_interval=1.0,
+        rocksdb_options=rocksdb_options(settings),
+    )
+    source = app.topic(
+        *Topics.from_settings(settings).channel_topics, key_type=bytes, value_type=bytes, **RAW
+    )
+    # Tables take serializers through a Schema, not as keyword arguments.
+    raw: Any = faust.Schema(key_type=bytes, value_type=bytes, **RAW)
+    counts = app.Table("counts", partitions=settings.partitions, schema=raw)
+
+    @app.agent(source, concurrency=1)
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            key = event.message.key or b""
+            raw = counts.get(key)
+            counts[key] = str(int(raw) + 1 if raw else 1).encode()
+
+    return app
+
+
+def main() -> None:
+    from faust.worker import Worker
+
+    settings = Settings.from_env()
+    app = create_app(settings)
+    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""`leadstream bench`: the generator is deterministic and realistic, the report is complete.
+
+Never timings: a benchmark prints its numbers, tests only check that every number is there.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from stream.bench import events as ev
+from stream.bench.cli import bench
+from stream.bench.report import TARGETS, build, render
+from stream.settings import Settings
+
+DRAINS = ("b0", "pfaust", "worker")
+
+
+def test_generator_is_deterministic_skewed_and_realistic() -> None:
+    first = list(ev.generate(20_000, 5_000, seed=3))
+    assert first == list(ev.generate(20_000, 5_000, seed=3))
+    assert first != list(ev.generate(20_000, 5_000, seed=4))
+    sizes = sorted(len(r.value) for r in first)
+    assert 300 <= sizes[len(sizes) // 2] <= 400
+    keys = collections.Counter(r.key for r in first)
+    top = sum(n for _, n in keys.most_common(len(keys) // 100))
+    assert top > 0.05 * len(first)  # the hottest 1 % of leads carry well over 1 % of events
+    types = collections.Counter(orjson.loads(r.value)["type"] for r in first)
+    assert types["web.page_view"] > len(first) / 3  # mostly low intent
+    assert types["identify"] > 0 and types["sales.demo_requested"] > 0
+    for record in first[:500]:
+        event = orjson.loads(record.value)
+        assert record.key.decode() == (event["user_id"] or event["anonymous_id"])
+        assert event["occurred_at"].endswith("Z") and event["received_at"].endswith("Z")
+
+
+def test_round_robin_visits_every_lead() -> None:
+    keys = {r.key for r in ev.generate(2_000, 1_000, seed=1, skew=False)}
+    assert len(keys) == 1_000
+
+
+def test_report_lists_every_target_and_ratio() -> None:
+    drain = {"events": 1e5, "seconds": 2.0, "events_per_s": 5e4, "cpu_s_per_1k": 0.04}
+    results: dict[str, dict[str, Any]] = {
+        "b0": {**drain, "events_per_s": 2e5},
+        "pfaust": {**drain, "events_per_s": 4e3},
+        "worker": drain,
+        "latency": {"rate_per_s": 2.5e4, "rate_source": "x", "seconds": 8.0, "events": 2e5,
+                    "handoffs": 900.0, "p50_ms": 9.0, "p99_ms": 80.0, "max_ms": 95.0},
+        "memory": {"leads": 1e4, "rss_base_mib": 90.0, "rss_after_mib": 93.0,
+                   "mib_per_million": 300.0, "extrapolated": True, "state_disk_mib": 4.0},
+        "restart": {"leads": 1e4, "seconds": 4.0, "from_process_start_s": 3.5},
+    }  # fmt: skip
+    header = {"started": "now", "commit": "abc", "mode": "quick", "events": 10, "file_leads": 3,
+              "leads": 2, "partitions": 4, "errors": {},
+              "machine": {"cores": 2, "ram_gib": 1.0, "cpu": "x", "python": "3.11",
+                          "kafka": "4.1.1", "load_avg_at_start": 0.5}}  # fmt: skip
+    report = build(header, results, list(results))
+    assert report["ratios"]["worker_vs_b0"] == pytest.approx(0.25)
+    assert report["ratios"]["worker_vs_pfaust"] == pytest.approx(12.5)
+    assert [t["pass"] for t in report["targets"]] == [True] * len(TARGETS)
+    assert "MISS" not in render(report)
+
+
+def _run_bench(base_settings: Settings, tmp_path: Path, *args: str) -> dict[str, Any]:
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        bench,
+        [
+            "--quick",
+            "--bootstrap",
+            base_settings.kafka_bootstrap,
+            "--redis-url",
+            base_settings.redis_url,
+            "--json",
+            str(out),
+            *args,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "targets" in result.output
+    report: dict[str, Any] = orjson.loads(out.read_bytes())
+    assert report["header"]["errors"] == {}, report["header"]["errors"]
+    assert report["header"]["machine"]["cores"] >= 1
+    return report
+
+
+def _numbers(phase: dict[str, Any]) -> None:
+    for key, value in phase.items():
+        if isinstance(value, float):
+            assert math.isfinite(value) and value >= 0, (key, value)
+
+
+def test_quick_bench_measures_both_baselines(base_settings: Settings, tmp_path: Path) -> None:
+    report = _run_bench(base_settings, tmp_path, "--phases", "b0,pfaust")
+    for name in ("b0", "pfaust"):
+        phase = report["phases"][name]
+        assert phase["events_per_s"] > 0 and phase["cpu_s_per_1k"] > 0
+        _numbers(phase)
+
+
+@pytest.mark.e2e
+def test_quick_bench_report_is_complete(base_settings: Settings, tmp_path: Path) -> None:
+    report = _run_bench(base_settings, tmp_path)
+    phases = report["phases"]
+    for name in DRAINS:
+        assert phases[name]["events_per_s"] > 0 and phases[name]["cpu_s_per_1k"] > 0
+    assert phases["latency"]["handoffs"] > 0 and phases["latency"]["p99_ms"] > 0
+    assert phases["memory"]["mib_per_million"] is not None
+    assert phases["restart"]["seconds"] > 0
+    for phase in phases.values():
+        _numbers(phase)
+    assert set(report["ratios"]) >= {"worker_vs_b0", "worker_vs_pfaust"}
+    assert all(t["value"] is not None and t["pass"] is not None for t in report["targets"])

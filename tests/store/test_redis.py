@@ -1,0 +1,75 @@
+"""LeadStore and the lead API against the real Redis of the test session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from stream.settings import Settings
+from stream.store.api import add_lead_routes
+from stream.store.redis import LeadStore
+
+pytestmark = pytest.mark.integration
+
+
+def snap(lead_id: str, stage: str, engagement: float) -> dict[str, object]:
+    return {"lead_id": lead_id, "stage": stage, "engagement": engagement, "fit": 50.0}
+
+
+@pytest.fixture
+def store(settings: Settings, redis_client: aioredis.Redis) -> LeadStore:
+    return LeadStore(redis_client, settings.redis_prefix)
+
+
+async def test_latest_snapshot_wins_and_stage_lists_move(store: LeadStore) -> None:
+    await store.write([snap("u1", "mql", 40), snap("u2", "mql", 55), snap("u3", "lead", 5)])
+    await store.write([snap("u1", "sales_ready", 41)])
+    assert (await store.get("u1"))["stage"] == "sales_ready"  # type: ignore[index]
+    assert [s["lead_id"] for s in await store.by_stage("mql")] == ["u2"]  # u1 moved on
+    assert [s["lead_id"] for s in await store.by_stage("sales_ready")] == ["u1"]
+    assert await store.get("nobody") is None
+
+
+async def test_ledger_is_newest_first_paged_and_capped(store: LeadStore) -> None:
+    await store.write([], {"u1": [{"n": i} for i in range(3)]})
+    await store.write([], {"u1": [{"n": 3}]})
+    assert [e["n"] for e in await store.ledger("u1", 0, 2)] == [3, 2]
+    assert [e["n"] for e in await store.ledger("u1", 2, 10)] == [1, 0]
+
+
+async def test_absorb_moves_a_visitors_ledger_and_drops_its_snapshot(store: LeadStore) -> None:
+    await store.write([snap("anon:c1", "anonymous", 3)], {"anon:c1": [{"n": "old"}]})
+    await store.write([snap("u7", "lead", 4)], {"u7": [{"n": "new"}]})
+    await store.absorb("anon:c1", "u7")
+    await store.absorb("anon:c1", "u7")  # a repeat moves nothing twice
+    assert await store.get("anon:c1") is None
+    assert await store.by_stage("anonymous") == []
+    assert [e["n"] for e in await store.ledger("u7")] == ["new", "old"]
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    app = web.Application()
+    add_lead_routes(app, settings)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+async def test_lead_api(api: TestClient[web.Request, web.Application], store: LeadStore) -> None:
+    await store.write([snap("u9", "mql", 50), snap("u8", "mql", 60)], {"u9": [{"n": 1}]})
+    resp = await api.get("/v1/leads/u9")
+    assert resp.status == 200 and (await resp.json())["stage"] == "mql"
+    resp = await api.get("/v1/leads/missing")
+    assert resp.status == 404 and (await resp.json())["lead_id"] == "missing"
+    resp = await api.get("/v1/leads/u9/ledger?limit=1")
+    assert (await resp.json())["entries"] == [{"n": 1}]
+    resp = await api.get("/v1/leads?stage=mql&limit=5")
+    assert [lead["lead_id"] for lead in (await resp.json())["leads"]] == ["u8", "u9"]
+    resp = await api.get("/v1/leads?stage=hot")
+    assert resp.status == 400 and "stages" in await resp.json()
+    resp = await api.get("/v1/leads/u9/ledger?limit=-3")
+    assert resp.status == 400
