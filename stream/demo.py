@@ -219,8 +219,15 @@ async def _report(settings: Settings, journeys: list[Any], receiver: WebhookRece
             + ("  ✓" if reached.get(bad, 0) == 0 else "  ✗ check the model")
         )
     to_sales = [d for d in receiver.deliveries if d["to_stage"] in SALES_STAGES]
-    click.echo(f"\nhandoffs into sales stages: {len(to_sales)} — who, and why (first 12):")
-    for data in to_sales[:12]:
+    by_reason: dict[str, list[dict[str, Any]]] = {}
+    for data in sorted(to_sales, key=lambda d: (d["lead_id"], d["seq"])):
+        by_reason.setdefault(data["reason"], []).append(data)
+    click.echo(
+        f"\nhandoffs into sales stages: {len(to_sales)} ("
+        + ", ".join(f"{reason} {len(items)}" for reason, items in by_reason.items())
+        + ") — a few of each, and why:"
+    )
+    for data in [d for items in by_reason.values() for d in items[:4]]:
         why = ", ".join(
             f"{c['type']} {c['value']:.1f}" for c in data.get("top_contributors", [])[:3]
         )
