@@ -34,6 +34,12 @@ EVENTS_UNMAPPED = Counter(
     "Events kept but not scored because their name maps to no model type, by source kind.",
     ["kind"],
 )
+EVENTS_DROPPED = Counter(
+    "leadstream_collector_events_dropped_total",
+    "Inputs left out on purpose, by reason: machine_open (privacy-proxy email opens),"
+    " machine_click (bot clicks).",
+    ["reason"],
+)
 DEAD_LETTERS = Counter(
     "leadstream_dead_letters_total", "Records sent to a dead-letter topic.", ["stage", "reason"]
 )
@@ -65,10 +71,18 @@ IDENTITY_MERGES = Counter(
     "leadstream_identity_merges_total", "Anonymous histories joined to a known lead.", ["kind"]
 )
 LEADS_IN_STATE = Gauge("leadstream_worker_leads", "Leads held in this worker's state table.")
+
+# Worker and notifier: consumer lag, computed by each process for its own group (stream/lag.py).
+# `role` is the process kind (worker, notifier), `topic` the topic name without the prefix.
 CONSUMER_LAG = Gauge(
     "leadstream_consumer_lag_records",
-    "Records behind the log end, computed by the process itself.",
-    ["group", "topic"],
+    "Records of the process's consumer group behind the log end, by role and topic.",
+    ["role", "topic"],
+)
+CONSUMER_LAG_FAILURES = Counter(
+    "leadstream_consumer_lag_failures_total",
+    "Rounds in which the consumer lag could not be read (the gauge keeps its last value).",
+    ["role"],
 )
 
 # Notifier
@@ -85,4 +99,11 @@ DELIVERY_ATTEMPT_DURATION = Histogram(
 )
 DELIVERIES_PENDING = Gauge(
     "leadstream_notifier_pending_deliveries", "Handoffs received but not yet settled.", ["lane"]
+)
+EVENT_TO_DELIVERY = Histogram(
+    "leadstream_notifier_event_to_delivery_seconds",
+    "From collector receipt of the triggering event to a successful delivery, by lane.",
+    ["lane"],
+    # Retries back off for minutes: the tail needs buckets beyond the pipeline's 30 s.
+    buckets=(*LATENCY_BUCKETS, 60, 300, 900, 3600),
 )

@@ -183,7 +183,10 @@ def test_rules_cover_the_required_alerts() -> None:
     exprs = dict(rule_exprs())
     wanted = {
         "LeadstreamDeadLettersRising": "leadstream_dead_letters_total",
-        "LeadstreamConsumerLagGrowing": "leadstream_consumer_lag_records",
+        "LeadstreamConsumerLagGrowing": "sum by (role, topic) (leadstream_consumer_lag_records",
+        "LeadstreamConsumerLagUnknown": "leadstream_consumer_lag_failures_total",
+        "LeadstreamFastLaneDeliverySlow": "leadstream_notifier_event_to_delivery_seconds_bucket",
+        "LeadstreamEmailEngagementMostlyMachine": "leadstream_collector_events_dropped_total",
         "LeadstreamNotifierFailures": "leadstream_notifier_deliveries_total",
         "LeadstreamNoEvents": "leadstream_events_received_total",
     }
@@ -198,11 +201,13 @@ def test_dashboard_panels() -> None:
         "sum by (channel) (rate(leadstream_events_received_total",
         "histogram_quantile(0.99, sum by (le) (rate(leadstream_event_to_score_seconds_bucket",
         "histogram_quantile(0.5, sum by (le) (rate(leadstream_event_to_handoff_seconds_bucket",
-        "leadstream_consumer_lag_records",
+        "sum by (role, topic) (leadstream_consumer_lag_records)",
         "leadstream_stage_transitions_total",
         "sum by (stage, reason) (increase(leadstream_dead_letters_total",
         "sum by (sink, outcome) (rate(leadstream_notifier_deliveries_total",
         "leadstream_notifier_pending_deliveries",
+        "sum by (le, lane) (rate(leadstream_notifier_event_to_delivery_seconds_bucket",
+        "sum by (reason) (rate(leadstream_collector_events_dropped_total",
     ):
         assert needle in exprs
 

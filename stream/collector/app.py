@@ -43,6 +43,7 @@ from stream.errors import (
 )
 from stream.metrics import (
     DEAD_LETTERS,
+    EVENTS_DROPPED,
     EVENTS_RECEIVED,
     EVENTS_UNMAPPED,
     HTTP_DURATION,
@@ -176,7 +177,7 @@ class Collector:
             elif isinstance(outcome, Rejected):
                 DEAD_LETTERS.labels(stage=STAGE, reason=outcome.error.reason).inc()
             else:
-                EVENTS_UNMAPPED.labels(kind=outcome.reason).inc()
+                EVENTS_DROPPED.labels(reason=outcome.reason).inc()
 
     async def deadletter(
         self, raw: bytes, error: LeadstreamError, key: bytes | None = None

@@ -61,6 +61,8 @@ class NotifierConfig:
     delivery_log_size: int = 100
     """Entries kept per lead in the delivery log."""
     commit_interval_seconds: float = 1.0
+    lag_interval_seconds: float = 15.0
+    """How often the notifier exports its consumer group's lag as a metric."""
     group_id: str = DEFAULT_GROUP_ID
     metrics_host: str = "127.0.0.1"
     """Listen address of /metrics and /healthz (0.0.0.0 in containers)."""

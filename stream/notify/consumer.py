@@ -32,6 +32,7 @@ from stream.metrics import (
     DELIVERIES,
     DELIVERIES_PENDING,
     DELIVERY_ATTEMPT_DURATION,
+    EVENT_TO_DELIVERY,
 )
 from stream.notify import NotifierConfig
 from stream.notify.deliverylog import DeliveryEntry, DeliveryLog
@@ -145,6 +146,7 @@ class Dispatcher:
             if result.delivered:
                 await persist(lambda: idem.mark_delivered(sink.name, handoff.ce_id))
                 status = "delivered"
+                observe_event_to_delivery(handoff)
             else:
                 status = self._status(result)
                 await persist(lambda: self.dead_letter(handoff, sink.name, status, result))
@@ -241,6 +243,19 @@ class Dispatcher:
             log.warning("delivery log not written: %s", type(exc).__name__)
 
 
+def observe_event_to_delivery(handoff: Handoff) -> None:
+    """Event receipt (ce_receivedat) to now, in the handoff's lane; skipped without the header."""
+    if not handoff.received_at:
+        return
+    try:
+        received = parse_time(handoff.received_at)
+        seconds = (datetime.now(UTC) - received).total_seconds()
+    except (ValueError, TypeError):  # unparsable, or a time without a zone
+        return
+    # Clocks of collector and notifier hosts may differ a little: never a negative latency.
+    EVENT_TO_DELIVERY.labels(FAST if handoff.fast else ROUTINE).observe(max(0.0, seconds))
+
+
 async def persist(op: Callable[[], Awaitable[T]], *, cap: float = 5.0) -> T:
     """Retry an infrastructure call (Redis, Kafka) until it works: nothing may settle without it.
 
@@ -276,6 +291,9 @@ class HandoffConsumer:
             FAST: asyncio.Queue(),
             ROUTINE: asyncio.Queue(),
         }
+        for lane in self._lanes:  # export both lanes from the start, as zeros
+            DELIVERIES_PENDING.labels(lane)
+            EVENT_TO_DELIVERY.labels(lane)
         self._epoch: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._active: dict[TopicPartition, set[asyncio.Task[None]]] = {}

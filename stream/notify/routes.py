@@ -1,6 +1,7 @@
 """Routes: which handoffs go to which sinks, from a small YAML or JSON file.
 
     default: [webhook]            # when no route matches (optional)
+    escalation: [slack, crm]      # SLA breaches (leadstream.lead.sla_breached.v1) (optional)
     routes:
       - name: hand-raisers        # for logs and errors only
         when: {priority: P1}      # every key must match; a list means any of
@@ -9,8 +10,9 @@
         sinks: [email]
 
 Keys of `when`: type (ce_type), priority, to_stage, from_stage, queue. Every matching route
-adds its sinks (each sink once per handoff); no match → `default`. Without a file: every
-handoff to `webhook` when a webhook URL is set, else to `log`.
+adds its sinks (each sink once per handoff); no match → `default`. `escalation` is a route of
+its own that matches every SLA breach. Without a file: every handoff, SLA breaches included, to
+`webhook` when a webhook URL is set, else to `log`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ from stream.notify.sinks import Handoff
 
 SINK_NAMES = ("webhook", "slack", "email", "crm", "log")
 MATCH_KEYS = ("type", "priority", "to_stage", "from_stage", "queue")
+CONFIG_KEYS = ("routes", "default", "escalation")
+# The worker's stream.worker.handoff.SLA_BREACHED_CE_TYPE (a test keeps the two equal; the
+# notifier does not import the scoring engine for one string).
+SLA_BREACHED_TYPE = "leadstream.lead.sla_breached.v1"
+ESCALATION_ROUTE = "escalation"
 
 
 @dataclass(frozen=True)
@@ -78,15 +85,21 @@ class Routes:
         """Check and build; errors name the file, the route and the allowed values."""
         if not isinstance(raw, Mapping):
             raise SettingsError(f"{source}: want a mapping with `routes` and `default`")
-        unknown = set(raw) - {"routes", "default"}
+        unknown = set(raw) - set(CONFIG_KEYS)
         if unknown:
-            raise SettingsError(f"{source}: unknown keys {sorted(unknown)}; want routes, default")
+            raise SettingsError(
+                f"{source}: unknown keys {sorted(unknown)}; want {', '.join(CONFIG_KEYS)}"
+            )
         default = (
             _sinks(raw["default"], f"{source}: default")
             if "default" in raw
             else cls.default_for(webhook_url).default
         )
         routes = []
+        if raw.get("escalation"):
+            sinks = _sinks(raw["escalation"], f"{source}: escalation")
+            when = {"type": frozenset({SLA_BREACHED_TYPE})}
+            routes.append(Route(ESCALATION_ROUTE, when, sinks))
         for i, item in enumerate(raw.get("routes") or ()):
             where = f"{source}: route {i}"
             if not isinstance(item, Mapping) or "sinks" not in item:

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stream.errors import SettingsError
+from stream.lag import export_lag_forever
 from stream.notify import NotifierConfig
 from stream.notify.consumer import Dispatcher, HandoffConsumer
 from stream.notify.deliverylog import DeliveryLog
@@ -120,6 +121,7 @@ class Notifier:
         self._own_redis = redis is None
         self._producer: AIOKafkaProducer | None = None
         self._consumer: HandoffConsumer | None = None
+        self._lag_task: asyncio.Task[None] | None = None
 
     @property
     def redis(self) -> Any:
@@ -167,10 +169,25 @@ class Notifier:
             consumer=consumer, topic=self.topics.handoff, dispatcher=dispatcher, config=config
         )
         await self._consumer.start()
+        self._lag_task = asyncio.create_task(
+            export_lag_forever(
+                self.settings.kafka_bootstrap,
+                config.group_id,
+                [self.topics.handoff],
+                role="notifier",
+                prefix=self.settings.topic_prefix,
+                interval=config.lag_interval_seconds,
+            ),
+            name="notifier-lag",
+        )
         log.info("notifier started: sinks=%s", ",".join(sorted(self.sinks)))
 
     async def stop(self, grace: float | None = None) -> None:
         """Let running deliveries finish (up to `grace`), commit what settled, close all."""
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            await asyncio.gather(self._lag_task, return_exceptions=True)
+            self._lag_task = None
         if self._consumer is not None:
             await self._consumer.stop(grace)
             self._consumer = None

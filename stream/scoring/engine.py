@@ -153,7 +153,7 @@ def apply(
         return Outcome(state, applied=False)
     out = Outcome(state)
     t_us = event.t_us
-    if state.next_tick is not None:
+    if state.next_tick is not None or state.sla_due is not None:
         out.transitions.extend(stages.fire_ticks(state, model, t_us, inclusive=False))
     remember_digest(state, event_digest, model)
     old_day = None if state.clock is None else state.clock // US_PER_DAY
@@ -202,7 +202,7 @@ def _already_consumed(state: LeadState, offset: tuple[int, int] | None) -> bool:
 
 
 def tick(state: LeadState, now_t: float, model: Model) -> Outcome:
-    """Fire every daily tick with instant <= now_t (days)."""
+    """Fire every timer (daily tick, SLA) with instant <= now_t (days), in time order."""
     out = Outcome(state)
     out.transitions.extend(stages.fire_ticks(state, model, t_to_us(now_t), inclusive=True))
     if out.transitions:
@@ -211,10 +211,13 @@ def tick(state: LeadState, now_t: float, model: Model) -> Outcome:
 
 
 def next_tick_at(state: LeadState, model: Model) -> float | None:
-    """The next instant (days) a tick could change this lead; None when it needs no ticks."""
-    if state.stage != "mql" or state.accepted or state.next_tick is None:
-        return None
-    return us_to_t(state.next_tick)
+    """The next instant (days) a timer could change this lead: the earlier of its next daily
+    tick and its SLA due instant; None when it needs neither."""
+    daily = state.next_tick
+    if state.stage != "mql" or state.accepted:
+        daily = None
+    due = [us for us in (daily, state.sla_due) if us is not None]
+    return us_to_t(min(due)) if due else None
 
 
 def _merge_acc(mine: list[float] | None, theirs: list[float], rule: TypeRule | None) -> list[float]:

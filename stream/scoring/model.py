@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -53,12 +54,16 @@ class TypeRule:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a handoff goes: queue, priority, SLA (ISO 8601 duration) and optional task."""
+    """Where a handoff goes: queue, priority, SLA (ISO 8601 duration) and optional task.
+
+    `sla_us` is the SLA as microseconds (P1D = 24 h exactly), None without an SLA.
+    """
 
     route: str
     priority: str
     sla: str | None
     task: str | None = None
+    sla_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,7 @@ class StageRules:
     fast_lane_from: frozenset[str]
     fast_lane_routes: dict[str, Route]
     disqualified_route: Route
+    escalation: Route | None  # where SLA breaches go; None: no SLA timers
     exit_below: float
     exit_ticks: int
     nurture_reasons: frozenset[str]
@@ -246,6 +252,22 @@ def _days_us(days: float) -> int:
     return round(days * US_PER_DAY)
 
 
+_SLA = re.compile(r"P(?:([0-9]+)D)?(?:T(?:([0-9]+)H)?(?:([0-9]+)M)?)?")
+US_PER_MINUTE = 60_000_000  # SLAs are whole minutes; SLA due instants too
+
+
+def sla_us(text: str) -> int | None:
+    """An SLA (ISO 8601 duration of days, hours, minutes: P1D, PT4H, P1DT12H, PT90M) as
+    microseconds; a day is 24 hours exactly. None when the text is not such a duration or is
+    zero long."""
+    match = _SLA.fullmatch(text)
+    if match is None:
+        return None
+    days, hours, minutes = (int(g or 0) for g in match.groups())
+    total = ((days * 24 + hours) * 60 + minutes) * US_PER_MINUTE
+    return total or None
+
+
 def _build(raw: dict[str, Any], check: _Checker) -> Model:
     groups: dict[str, float | None] = dict(raw["groups"])
     journey = raw["journey"]
@@ -349,10 +371,17 @@ def _build(raw: dict[str, Any], check: _Checker) -> Model:
             ["timezone"], f"unknown time zone {tz_name!r}; e.g. Europe/Berlin"
         ) from None
 
-    def route(spec: dict[str, Any]) -> Route:
-        return Route(spec["route"], spec["priority"], spec["sla"], spec.get("task"))
+    def route(spec: dict[str, Any], path: list[str | int]) -> Route:
+        sla = spec["sla"]
+        duration = None if sla is None else sla_us(sla)
+        if sla is not None and duration is None:
+            raise check.fail(
+                [*path, "sla"], f"SLA {sla!r} is empty or zero; want e.g. PT1H, PT4H, P1D or null"
+            )
+        return Route(spec["route"], spec["priority"], sla, spec.get("task"), duration)
 
     mql, fast, bant = stages["mql"], stages["fast_lane"], raw["bant"]
+    escalation = stages.get("escalation")
     rules = StageRules(
         grades=tuple(sorted(fit["grades"].items(), key=lambda kv: -kv[1])),
         default_grade=fit["default_grade"],
@@ -363,12 +392,15 @@ def _build(raw: dict[str, Any], check: _Checker) -> Model:
         mql_from=frozenset(mql["from"]),
         cooldown_us=_days_us(mql["nurture_cooldown_days"]),
         bant_min_true=mql["handoff"]["bant_min_true"],
-        ready=route(mql["handoff"]["ready"]),
-        qualify=route(mql["handoff"]["qualify"]),
+        ready=route(mql["handoff"]["ready"], ["stages", "mql", "handoff", "ready"]),
+        qualify=route(mql["handoff"]["qualify"], ["stages", "mql", "handoff", "qualify"]),
         fast_lane_types=frozenset(aliases.get(n, n) for n in fast["types"]),
         fast_lane_from=frozenset(fast["from"]),
-        fast_lane_routes={g: route(r) for g, r in fast["routes"].items()},
-        disqualified_route=route(fast["disqualified"]),
+        fast_lane_routes={
+            g: route(r, ["stages", "fast_lane", "routes", g]) for g, r in fast["routes"].items()
+        },
+        disqualified_route=route(fast["disqualified"], ["stages", "fast_lane", "disqualified"]),
+        escalation=None if escalation is None else route(escalation, ["stages", "escalation"]),
         exit_below=stages["hysteresis"]["below"],
         exit_ticks=stages["hysteresis"]["consecutive_ticks"],
         nurture_reasons=frozenset(stages["sales"]["nurture_reasons"]),

@@ -1,4 +1,5 @@
-"""The stage machine: transitions, MQL/SQL rules, fast lane, sales outcomes, daily ticks."""
+"""The stage machine: transitions, MQL/SQL rules, fast lane, sales outcomes, daily ticks and
+SLA timers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from stream.scoring.events import Event, us_to_t
 from stream.scoring.explain import Transition, top_contributors
 from stream.scoring.fit import bant, bant_true_count, grade, sql_ready
 from stream.scoring.journey import mofu_guard
-from stream.scoring.model import Model, Route
+from stream.scoring.model import US_PER_MINUTE, Model, Route
 from stream.scoring.rules import engagement_of, group_values, type_values
 from stream.scoring.state import LeadState
 
@@ -15,6 +16,9 @@ from stream.scoring.state import LeadState
 SALES_STAGES = frozenset({"mql", "sales_ready", "sql"})
 DEAL_STAGES = frozenset({"sql", "opportunity"})
 SQL_FROM = frozenset({"mql", "sales_ready"})
+# Sales' answers to a handoff: each stops its SLA timer.
+SALES_ANSWERS = frozenset({ev.SALES_ACCEPTED, ev.SALES_REJECTED, ev.SALES_NO_DECISION})
+SLA_BREACHED = "sla_breached"  # reason of the escalation a passed SLA emits
 
 
 class Scores:
@@ -51,15 +55,38 @@ def transition(
     threshold: float | None = None,
     triggers: tuple[str, ...] = (),
 ) -> Transition:
-    """Move the lead (or hand off a route only when to_stage is the current stage)."""
+    """Move the lead (or hand off a route only when to_stage is the current stage).
+
+    A transition with a route is a handoff: it becomes the lead's route and replaces the SLA
+    timer (with its own SLA, or none); leaving the stage stops the timer.
+    """
     state, model, at_us = scores.state, scores.model, scores.at_us
     from_stage = state.stage
+    out = _record(scores, to_stage, reason, route, threshold, triggers)
+    state.route = [route.route, route.priority, route.sla, route.task] if route else None
+    if to_stage != from_stage:
+        _enter(state, model, from_stage, to_stage, at_us)
+    if route is not None:
+        _start_sla(state, model, route, at_us, triggers)
+    return out
+
+
+def _record(
+    scores: Scores,
+    to_stage: str,
+    reason: str,
+    route: Route | None,
+    threshold: float | None,
+    triggers: tuple[str, ...],
+) -> Transition:
+    """The Transition with its evidence at `scores.at_us`; takes the next sequence number."""
+    state, model = scores.state, scores.model
     state.seq += 1
-    out = Transition(
+    return Transition(
         lead_id=state.lead_id,
         seq=state.seq,
-        at=us_to_t(at_us),
-        from_stage=from_stage,
+        at=us_to_t(scores.at_us),
+        from_stage=state.stage,
         to_stage=to_stage,
         reason=reason,
         engagement=scores.engagement,
@@ -76,15 +103,36 @@ def transition(
         model_version=model.ref,
         trigger_event_ids=triggers,
     )
-    state.route = [route.route, route.priority, route.sla, route.task] if route else None
-    if to_stage != from_stage:
-        _enter(state, model, from_stage, to_stage, at_us)
-    return out
+
+
+def _start_sla(
+    state: LeadState, model: Model, route: Route, at_us: int, triggers: tuple[str, ...]
+) -> None:
+    """The handoff's SLA timer: due at its instant + SLA, unless sales already owns the lead
+    (accepted) or the model names no escalation route.
+
+    The due instant is rounded up to a whole minute: the worker files timers by minute and
+    ticks a lead at that minute (stream/worker/ticks.py), so a due instant inside a minute
+    would never be reached by a tick.
+    """
+    if route.sla_us is None or state.accepted or model.rules.escalation is None:
+        stop_sla(state)
+    else:
+        due = at_us + route.sla_us
+        state.sla_due = -(-due // US_PER_MINUTE) * US_PER_MINUTE
+        state.sla_triggers = list(triggers)
+
+
+def stop_sla(state: LeadState) -> None:
+    """No SLA timer any more: sales answered, the lead left the stage, or it fired."""
+    state.sla_due = None
+    state.sla_triggers = []
 
 
 def _enter(state: LeadState, model: Model, from_stage: str, to_stage: str, at_us: int) -> None:
     state.stage = to_stage
     state.stage_since = at_us
+    stop_sla(state)  # the handoff was for the stage the lead has left
     if from_stage == "mql":
         state.next_tick = None
         state.low_ticks = 0
@@ -115,6 +163,8 @@ def event_rules(scores: Scores, event: Event, canonical: str) -> list[Transition
     reason = event.properties.get("reason")
     reason = reason if isinstance(reason, str) and reason else None
     out: list[Transition] = []
+    if kind in SALES_ANSWERS:
+        stop_sla(state)
     if kind == ev.SALES_ACCEPTED:
         state.accepted = True
     elif kind == ev.SALES_REJECTED:
@@ -198,25 +248,41 @@ def sql_rule(scores: Scores, triggers: tuple[str, ...]) -> list[Transition]:
     return []
 
 
-def fire_ticks(state: LeadState, model: Model, limit_us: int, inclusive: bool) -> list[Transition]:
-    """Daily ticks before `limit_us` (or at it when inclusive): MQL exit by hysteresis.
+def _due(at: int | None, limit_us: int, inclusive: bool) -> int | None:
+    if at is not None and (at < limit_us or (inclusive and at == limit_us)):
+        return at
+    return None
 
-    A fired tick advances the lead's clock to its instant: a later event stamped before the
-    tick is late and cannot move a decision before it.
+
+def fire_ticks(state: LeadState, model: Model, limit_us: int, inclusive: bool) -> list[Transition]:
+    """Timers before `limit_us` (or at it when inclusive), in time order: daily ticks (MQL exit
+    by hysteresis) and the SLA timer (one breach). At the same instant the daily tick goes
+    first: a lead it moves out of the stage no longer owes the SLA.
+
+    A fired timer advances the lead's clock to its instant: a later event stamped before it
+    is late and cannot move a decision before it.
     """
     out: list[Transition] = []
     rules = model.rules
-    while state.next_tick is not None and (
-        state.next_tick < limit_us or (inclusive and state.next_tick == limit_us)
-    ):
-        at = state.next_tick
-        if state.stage != "mql" or state.accepted:
-            state.next_tick = None  # accepted leads do not count ticks; leaving mql clears it
+    while True:
+        daily = _due(state.next_tick, limit_us, inclusive)
+        sla = _due(state.sla_due, limit_us, inclusive)
+        if daily is None and sla is None:
             break
-        state.next_tick = model.next_midnight(at)
+        is_tick = daily is not None and (sla is None or daily <= sla)
+        at = daily if is_tick else sla
+        assert at is not None
+        if is_tick:
+            if state.stage != "mql" or state.accepted:
+                state.next_tick = None  # accepted leads do not count ticks; leaving mql clears it
+                continue
+            state.next_tick = model.next_midnight(at)
         if state.clock is None or at > state.clock:
             state.clock = at
         scores = Scores(state, model, at)
+        if not is_tick:
+            out.extend(_breach(scores))
+            continue
         if scores.engagement < rules.exit_below:
             state.low_ticks += 1
         else:
@@ -224,3 +290,15 @@ def fire_ticks(state: LeadState, model: Model, limit_us: int, inclusive: bool) -
         if state.low_ticks >= rules.exit_ticks:
             out.append(transition(scores, "nurture", "decayed"))
     return out
+
+
+def _breach(scores: Scores) -> list[Transition]:
+    """The SLA of the open handoff passed unanswered: one escalation, in the current stage,
+    to the model's escalation route. The lead's own route stays; no new timer starts."""
+    state = scores.state
+    triggers = tuple(state.sla_triggers)
+    stop_sla(state)
+    escalation = scores.model.rules.escalation
+    if escalation is None:  # the model changed and names no escalation route any more
+        return []
+    return [_record(scores, state.stage, SLA_BREACHED, escalation, None, triggers)]

@@ -15,7 +15,8 @@ from stream.errors import LeadstreamError
 from stream.scoring.decay import decayed
 from stream.scoring.model import Model
 
-CODEC_VERSION = 1
+CODEC_VERSION = 2  # 2 added the SLA timer; version 1 states still decode (no timer)
+_LAYOUT = {1: 24, 2: 25}  # codec version -> length of the positional list
 NEGLIGIBLE = 1e-4  # a per-type sum whose magnitude falls below this is dropped (docs/scoring.md)
 _EMAIL_INVALID, _EMAIL_SUPPRESSED, _ACCEPTED = 1, 2, 4
 
@@ -79,6 +80,8 @@ class LeadState:
         default_factory=dict
     )  # digests of applied event ids, oldest first
     watermarks: dict[int, int] = field(default_factory=dict)  # partition -> applied offset
+    sla_due: int | None = None  # when the open handoff's SLA passes (one timer at most)
+    sla_triggers: list[str] = field(default_factory=list)  # trigger event ids of that handoff
 
     def encode(self) -> bytes:
         """Compact bytes (orjson of a positional list); `decode(encode(s)) == s`."""
@@ -113,16 +116,21 @@ class LeadState:
                 self.mofu_last,
                 _pack(self.seen),
                 [[p, o] for p, o in self.watermarks.items()],
+                None if self.sla_due is None else [self.sla_due, self.sla_triggers],
             ]
         )
 
     @classmethod
     def decode(cls, data: bytes) -> LeadState:
-        """Inverse of `encode`; raises StateDecodeError on foreign or corrupt bytes."""
+        """Inverse of `encode`; raises StateDecodeError on foreign or corrupt bytes.
+
+        Version 1 states (before SLA timers) decode with no SLA timer.
+        """
         try:
             v = orjson.loads(data)
-            if not isinstance(v, list) or v[0] != CODEC_VERSION or len(v) != 24:
+            if not isinstance(v, list) or not v or _LAYOUT.get(v[0]) != len(v):
                 raise ValueError("unknown layout")
+            sla = v[24] if len(v) > 24 else None
             return cls(
                 lead_id=v[1],
                 model_version=v[2],
@@ -149,10 +157,13 @@ class LeadState:
                 mofu_last=v[21],
                 seen=_unpack(v[22]),
                 watermarks={p: o for p, o in v[23]},
+                sla_due=None if sla is None else int(sla[0]),
+                sla_triggers=[] if sla is None else [str(x) for x in sla[1]],
             )
         except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
             raise StateDecodeError(
-                f"lead state: cannot decode ({exc}); codec version {CODEC_VERSION} expected — "
+                f"lead state: cannot decode ({exc}); codec version "
+                f"{' or '.join(map(str, _LAYOUT))} expected — "
                 "rebuild the state by replaying the lead's events"
             ) from None
 

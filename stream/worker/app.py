@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -21,6 +20,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY
 
+from stream.lag import export_lag_forever
 from stream.scoring import LeadState, Model, load_model
 from stream.settings import Settings
 from stream.store.redis import LeadStore
@@ -173,16 +173,15 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         return Record(m.topic, m.partition, m.offset, m.key, m.value or b"", headers)
 
     @app.agent(channel_topic, concurrency=1)
-    async def identity_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def identity_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             emit = identity.process(to_record(event))
             await send(emit)
             for alias_key, lead_id in emit.aliases.items():
                 aliases[alias_key] = lead_id
-            yield None
 
     @app.agent(by_lead_topic, concurrency=1)
-    async def scoring_agent(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+    async def scoring_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             record = to_record(event)
             last_seen[record.partition] = time.monotonic()
@@ -196,7 +195,6 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                 flusher.absorb(visitor_id, lead_id)
             for lead_id, state in emit.states.items():
                 states[lead_id.encode()] = state.encode()
-            yield None
 
     last_seen: dict[int, float] = {}
 
@@ -214,6 +212,17 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                 last_seen[partition] = now
                 body = orjson.dumps({"control": "clock", "t": time.time() / 86400.0})
                 await by_lead_topic.send(key=b"__clock__", value=body, partition=partition)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def export_lag() -> None:
+        """Consumer lag as a metric, computed here so a plain Prometheus scrape shows it."""
+        await export_lag_forever(
+            settings.kafka_bootstrap,
+            f"{settings.topic_prefix}leadstream-worker",
+            [*topics.channel_topics, topics.by_lead],
+            role="worker",
+            prefix=settings.topic_prefix,
+        )
 
     async def on_rebalance(sender: Any, **kwargs: Any) -> None:
         ticks.forget_partitions()

@@ -9,8 +9,10 @@ from typing import Any
 import orjson
 
 from stream.scoring import Transition
+from stream.scoring.stages import SLA_BREACHED
 
 CE_TYPE = "leadstream.lead.stage_changed.v1"
+SLA_BREACHED_CE_TYPE = "leadstream.lead.sla_breached.v1"
 CE_SOURCE = "leadstream/worker"
 # ce_id = uuid5(namespace, "<lead_id>:<seq>"): every replay or retry of a transition carries the
 # same id, which is what lets receivers drop duplicates.
@@ -19,6 +21,11 @@ CE_NAMESPACE = uuid.UUID("6f1b7a52-3c1e-4b7e-9a43-5d1f0c2a8e11")
 
 def ce_id(lead_id: str, seq: int) -> str:
     return str(uuid.uuid5(CE_NAMESPACE, f"{lead_id}:{seq}"))
+
+
+def ce_type(tr: Transition) -> str:
+    """An SLA escalation is its own event type; every other transition is a stage change."""
+    return SLA_BREACHED_CE_TYPE if tr.reason == SLA_BREACHED else CE_TYPE
 
 
 def rfc3339(t_days: float) -> str:
@@ -54,7 +61,7 @@ def handoff_record(
         "ce_specversion": "1.0",
         "ce_id": ce_id(tr.lead_id, tr.seq),
         "ce_source": CE_SOURCE,
-        "ce_type": CE_TYPE,
+        "ce_type": ce_type(tr),
         "ce_subject": f"lead/{tr.lead_id}",
         "ce_time": rfc3339(tr.at),
         "content-type": "application/json",

@@ -10,6 +10,7 @@ need a tick; only the small due-table is read, once per partition after (re)assi
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterable, MutableMapping
 
 import orjson
@@ -17,8 +18,15 @@ import orjson
 MINUTES_PER_DAY = 1440
 
 
+def due_minute(t_days: float) -> int:
+    """The whole minute at or after an instant: a lead is filed no earlier than it is due,
+    so ticking it at that minute fires what is due (daily ticks sit on whole minutes; SLA
+    deadlines need not)."""
+    return math.ceil(round(t_days * MINUTES_PER_DAY, 6))
+
+
 def due_key(partition: int, t_days: float) -> str:
-    return f"{partition}:{round(t_days * MINUTES_PER_DAY)}"
+    return f"{partition}:{due_minute(t_days)}"
 
 
 class TickScheduler:
@@ -52,7 +60,7 @@ class TickScheduler:
         if lead_id not in leads:
             self.due[key] = orjson.dumps([*leads, lead_id]).decode()
             heap = self._heap(partition)
-            minute = round(t_days * MINUTES_PER_DAY)
+            minute = due_minute(t_days)
             if minute not in heap:
                 heapq.heappush(heap, minute)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from stream.errors import SettingsError
-from stream.notify.routes import Routes
+from stream.notify.routes import SLA_BREACHED_TYPE, Routes
+from stream.notify.sinks import Handoff
+from stream.worker.handoff import SLA_BREACHED_CE_TYPE
 
 from .conftest import make_handoff
 
@@ -73,3 +76,44 @@ def test_load_yaml(tmp_path: Path) -> None:
 def test_config_errors_name_the_fix(raw: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(SettingsError, match=message):
         Routes.parse(raw)
+
+
+def breach_of(handoff: Handoff) -> Handoff:
+    """The same handoff as an SLA escalation (as the worker publishes it)."""
+    return replace(handoff, ce_type=SLA_BREACHED_TYPE, queue="sales_manager")
+
+
+def test_escalation_sinks_get_every_breach() -> None:
+    routes = Routes.parse(
+        {
+            "default": ["webhook"],
+            "escalation": ["slack", "crm"],
+            "routes": [{"when": {"priority": "P2"}, "sinks": ["email"]}],
+        }
+    )
+    assert routes.select(breach_of(make_handoff(priority="P1"))) == ("slack", "crm")
+    # matching routes still add theirs; the default is only for handoffs nothing matched
+    assert routes.select(breach_of(make_handoff(priority="P2"))) == ("slack", "crm", "email")
+    assert routes.select(make_handoff(priority="P1")) == ("webhook",)  # stage changes unchanged
+    assert routes.sink_names == {"webhook", "slack", "crm", "email"}
+
+
+def test_without_escalation_breaches_go_like_any_handoff(tmp_path: Path) -> None:
+    breach = breach_of(make_handoff())
+    assert Routes.load("", webhook_url="https://x.example/h").select(breach) == ("webhook",)
+    assert Routes.load("", webhook_url="").select(breach) == ("log",)
+    assert Routes.parse({"escalation": None}, webhook_url="https://x").select(breach) == (
+        "webhook",
+    )
+    path = tmp_path / "routes.yaml"
+    path.write_text("escalation: [email]\n")
+    assert Routes.load(str(path), webhook_url="https://x.example/h").select(breach) == ("email",)
+
+
+def test_escalation_type_is_the_workers() -> None:
+    assert SLA_BREACHED_TYPE == SLA_BREACHED_CE_TYPE
+
+
+def test_escalation_sinks_are_checked() -> None:
+    with pytest.raises(SettingsError, match="escalation: unknown sinks"):
+        Routes.parse({"escalation": ["pager"]})

@@ -12,6 +12,13 @@ from stream.scoring import Model, next_tick_at, snapshot, tick
 from .helpers import Run, at, ev, fold, identify, model_with, t_of
 
 
+@pytest.fixture
+def model() -> Model:
+    """The stage machine of the model text, without the SLA escalation the packaged model
+    adds (an addition that emits extra `sla_breached` lines; tests/scoring/test_sla.py)."""
+    return model_with({"stages/escalation": None})
+
+
 def awareness(total: int, when: str) -> list[Any]:
     """Awareness entries worth exactly `total` at one instant (no decay between them)."""
     out = []
@@ -300,7 +307,7 @@ def test_nurture_cooldown_seven_days(model: Model) -> None:
 
 
 def test_recycled_lead_needs_a_mid_funnel_touch_after_the_recycle() -> None:
-    model = model_with({"stages/hysteresis/below": 1000})  # every tick is low
+    model = model_with({"stages/hysteresis/below": 1000, "stages/escalation": None})  # low ticks
     when = at(0, 10)
     run = fold(
         model,

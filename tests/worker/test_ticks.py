@@ -33,3 +33,12 @@ def test_rebuilt_from_the_table_after_a_rebalance() -> None:
     assert due_key(2, 7.25) in due
     fresh = TickScheduler(due)  # a restarted worker reads only the small due-table
     assert fresh.advance(2, 8.0) == [(7.25, ["u9"])]
+
+
+def test_an_instant_inside_a_minute_is_filed_at_the_next_minute() -> None:
+    ticks = TickScheduler({})
+    due = 10.0 + 20.0 / 86400  # 00:00:20 on day 10: an SLA deadline, not a midnight
+    ticks.schedule(0, "u1", due)
+    assert ticks.advance(0, 10.0 + 30.0 / 86400) == []  # before the filing minute
+    fired = ticks.advance(0, 10.0 + 61.0 / 86400)
+    assert fired == [(10.0 + 60.0 / 86400, ["u1"])]  # ticked at 00:01, which is >= due
