@@ -45,6 +45,16 @@ class Topics:
         return f"{self.prefix}leads.ledger"
 
     @property
+    def accounts(self) -> str:
+        """Contact updates keyed by account id: the account agent's input."""
+        return f"{self.prefix}leads.accounts"
+
+    @property
+    def account_events(self) -> str:
+        """MQA reached / lost, as CloudEvents keyed by account id."""
+        return f"{self.prefix}leads.account_events"
+
+    @property
     def deadletter(self) -> str:
         return f"{self.prefix}leads.deadletter"
 
@@ -55,7 +65,15 @@ class Topics:
     def all(self) -> dict[str, int]:
         """name -> partitions; co-partitioned topics share one count, dead letters need fewer."""
         names = dict.fromkeys(
-            [*self.channel_topics, self.by_lead, self.handoff, self.ledger], self.partitions
+            [
+                *self.channel_topics,
+                self.by_lead,
+                self.handoff,
+                self.ledger,
+                self.accounts,
+                self.account_events,
+            ],
+            self.partitions,
         )
         names[self.deadletter] = 1
         names[self.handoff_deadletter] = 1

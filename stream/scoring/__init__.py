@@ -3,7 +3,9 @@
 from stream.scoring.account import (
     AccountState,
     AccountUpdate,
+    ContactUpdate,
     account_engagement,
+    contact_update,
     is_mqa,
     update_account,
 )
@@ -17,6 +19,7 @@ from stream.scoring.state import LeadState, StateDecodeError, new_state
 __all__ = [
     "AccountState",
     "AccountUpdate",
+    "ContactUpdate",
     "Event",
     "EventError",
     "LeadState",
@@ -30,6 +33,7 @@ __all__ = [
     "Transition",
     "account_engagement",
     "apply",
+    "contact_update",
     "default_model",
     "is_mqa",
     "load_model",

@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from stream.scoring.fit import company_fit
 from stream.scoring.model import Model
+from stream.scoring.stages import Scores
+from stream.scoring.state import LeadState
 
 
 @dataclass
@@ -86,3 +89,49 @@ def update_account(
         mqa=account.mqa,
         became_mqa=account.mqa and not was,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ContactUpdate:
+    """What one lead contributes to its account: its engagement now and its company fit."""
+
+    account_id: str
+    lead_id: str
+    engagement: float
+    fit_company: float | None
+    at_us: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "account_id": self.account_id,
+            "lead_id": self.lead_id,
+            "engagement": self.engagement,
+            "fit_company": self.fit_company,
+            "at_us": self.at_us,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> ContactUpdate:
+        fit = d.get("fit_company")
+        return cls(
+            str(d["account_id"]),
+            str(d["lead_id"]),
+            float(d["engagement"]),  # type: ignore[arg-type]
+            None if fit is None else float(fit),  # type: ignore[arg-type]
+            int(d["at_us"]),  # type: ignore[call-overload]
+        )
+
+
+def contact_update(state: LeadState, model: Model) -> ContactUpdate | None:
+    """The lead's contribution to its account at its clock; None without an account.
+
+    The account fit comes from the company attributes of the lead's profile (employees,
+    industry, country, tech); None while the profile has none of them, so a contact who never
+    told us about the company does not overwrite what a colleague told us.
+    """
+    if not state.account_id or state.clock is None:
+        return None
+    scores = Scores(state, model, state.clock)
+    known = any(name in state.profile for name in model.company_attributes)
+    fit = company_fit(state.profile, model) if known else None
+    return ContactUpdate(state.account_id, state.lead_id, scores.engagement, fit, state.clock)

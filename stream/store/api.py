@@ -25,6 +25,7 @@ def add_lead_routes(app: web.Application, settings: Settings) -> None:
     app.router.add_get("/v1/leads/{lead_id}", get_lead)
     app.router.add_get("/v1/leads/{lead_id}/ledger", get_ledger)
     app.router.add_get("/v1/leads/{lead_id}/deliveries", get_deliveries)
+    app.router.add_get("/v1/accounts/{account_id}", get_account)
 
 
 def _int_param(request: web.Request, name: str, default: int, most: int) -> int:
@@ -71,3 +72,11 @@ async def list_leads(request: web.Request) -> web.Response:
         )
     leads = await request.app[STORE_KEY].by_stage(stage, _int_param(request, "limit", 50, 1000))
     return web.json_response({"stage": stage, "leads": leads})
+
+
+async def get_account(request: web.Request) -> web.Response:
+    account_id = request.match_info["account_id"]
+    snap = await request.app[STORE_KEY].account(account_id)
+    if snap is None:
+        return web.json_response({"error": "no such account", "account_id": account_id}, status=404)
+    return web.json_response(snap)

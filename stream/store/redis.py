@@ -5,6 +5,7 @@ Keys (all under the configured prefix, default `leadstream:`):
 - `ledger:<lead_id>`    list, newest first, JSON ledger entries, capped at LEDGER_CAP
 - `stage:<stage>`       sorted set of lead ids by engagement, for "hottest MQLs first"
 - `deliveries:<lead_id>` list written by the notifier (its delivery log)
+- `account:<account_id>` string, JSON rollup of an account (engagement, MQA, fit, contacts)
 Writes are idempotent (last snapshot wins), so an at-least-once worker can repeat them safely.
 """
 
@@ -67,6 +68,17 @@ class LeadStore:
                 pipe.lpush(key, *(orjson.dumps(e) for e in entries))
                 pipe.ltrim(key, 0, LEDGER_CAP - 1)
         await pipe.execute()
+
+    async def write_accounts(self, snapshots: Iterable[Mapping[str, Any]]) -> None:
+        """`account:<id>`: the rollup (engagement, MQA, fit, contacts' latest engagement)."""
+        pipe = self.client.pipeline(transaction=False)
+        for snap in snapshots:
+            pipe.set(self.key("account", str(snap["account_id"])), orjson.dumps(snap))
+        await pipe.execute()
+
+    async def account(self, account_id: str) -> dict[str, Any] | None:
+        raw = await self.client.get(self.key("account", account_id))
+        return None if raw is None else dict(orjson.loads(raw))
 
     async def absorb(self, visitor_id: str, lead_id: str) -> None:
         """An identified visitor: its ledger joins the lead's (as older entries), its own

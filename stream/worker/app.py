@@ -21,11 +21,12 @@ from aiokafka.errors import KafkaError
 from prometheus_client import REGISTRY
 
 from stream.lag import export_lag_forever
-from stream.scoring import LeadState, Model, load_model
+from stream.scoring import AccountState, LeadState, Model, load_model
+from stream.scoring.account import account_engagement
 from stream.settings import Settings
 from stream.store.redis import LeadStore
 from stream.topics import Topics, ensure_topics
-from stream.worker.processor import Emit, IdentityStep, Record, ScoringStep
+from stream.worker.processor import AccountStep, Emit, IdentityStep, Record, ScoringStep
 from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
@@ -46,10 +47,14 @@ class RedisFlusher:
         self.dirty: dict[str, LeadState] = {}
         self.ledgers: dict[str, list[dict[str, Any]]] = {}
         self.absorbed: list[tuple[str, str]] = []
+        self.dirty_accounts: dict[str, AccountState] = {}
         self.store: LeadStore | None = None
 
     def mark(self, lead_id: str, state: LeadState) -> None:
         self.dirty[lead_id] = state
+
+    def mark_account(self, account: AccountState) -> None:
+        self.dirty_accounts[account.account_id] = account
 
     def absorb(self, visitor_id: str, lead_id: str) -> None:
         """The visitor's snapshot goes, its ledger joins the lead's (after the next flush)."""
@@ -60,16 +65,29 @@ class RedisFlusher:
         self.ledgers.setdefault(lead_id, []).extend(entries)
 
     async def flush(self) -> None:
-        if not self.dirty and not self.ledgers and not self.absorbed:
+        if not self.dirty and not self.ledgers and not self.absorbed and not self.dirty_accounts:
             return
         if self.store is None:
             self.store = LeadStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
         dirty, self.dirty = self.dirty, {}
         ledgers, self.ledgers = self.ledgers, {}
         absorbed, self.absorbed = self.absorbed, []
+        accounts, self.dirty_accounts = self.dirty_accounts, {}
         snaps = [self.scoring.snapshot(state) for state in dirty.values()]
+        model = self.scoring.model
+        account_snaps = [
+            {
+                "account_id": a.account_id,
+                "mqa": a.mqa,
+                "engagement": account_engagement(a, model),
+                "fit": a.fit,
+                "contacts": a.contacts,
+            }
+            for a in accounts.values()
+        ]
         try:
             await self.store.write(snaps, {k: v[::-1] for k, v in ledgers.items()})
+            await self.store.write_accounts(account_snaps)
             for visitor_id, lead_id in absorbed:
                 await self.store.absorb(visitor_id, lead_id)
         except Exception as exc:  # noqa: BLE001 - Redis down must not stop scoring
@@ -79,6 +97,8 @@ class RedisFlusher:
             for lead_id, entries in ledgers.items():
                 self.ledgers.setdefault(lead_id, [])[:0] = entries
             self.absorbed[:0] = absorbed
+            for account_id, account in accounts.items():
+                self.dirty_accounts.setdefault(account_id, account)
 
 
 def create_app(settings: Settings, model: Model | None = None) -> faust.App:
@@ -125,6 +145,9 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     aliases = app.Table("aliases", key_type=str, value_type=str, partitions=parts)
     states = app.Table("lead_state", key_type=bytes, value_type=bytes, partitions=parts)
     tick_due = app.Table("tick_due", key_type=str, value_type=str, partitions=parts)
+    account_table = app.Table("accounts", key_type=bytes, value_type=bytes, partitions=parts)
+    accounts_topic = app.topic(topics.accounts, partitions=parts, **RAW)
+    account_events_topic = app.topic(topics.account_events, **RAW)
 
     identity = IdentityStep(aliases)
     ticks = TickScheduler(tick_due)
@@ -162,6 +185,10 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
             )
         for key, value in emit.ledger:
             await ledger_topic.send(key=key, value=value)
+        for key, value in emit.accounts:
+            await accounts_topic.send(key=key, value=value)
+        for key, value, headers in emit.account_events:
+            await account_events_topic.send(key=key, value=value, headers=headers)
         if emit.must_land_first:
             for fut in waits:
                 await fut
@@ -195,6 +222,17 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                 flusher.absorb(visitor_id, lead_id)
             for lead_id, state in emit.states.items():
                 states[lead_id.encode()] = state.encode()
+
+    accounts = AccountStep(account_table, model)
+
+    @app.agent(accounts_topic, concurrency=1)
+    async def account_agent(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            emit, account = accounts.process(to_record(event))
+            await send(emit)
+            if account is not None:
+                account_table[account.account_id.encode()] = account.encode()
+                flusher.mark_account(account)
 
     last_seen: dict[int, float] = {}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+import uuid
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,15 +24,17 @@ from stream.scoring import (
     Model,
     Outcome,
     apply,
+    contact_update,
     merge_states,
     new_state,
     next_tick_at,
     snapshot,
     tick,
 )
-from stream.scoring.events import t_to_us, us_to_t
+from stream.scoring.account import AccountState, AccountUpdate, ContactUpdate, update_account
+from stream.scoring.events import format_us, t_to_us, us_to_t
 from stream.scoring.identity import Resolution, resolve
-from stream.worker.handoff import handoff_record
+from stream.worker.handoff import CE_NAMESPACE, handoff_record
 from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
@@ -62,6 +65,8 @@ class Emit:
     forget: tuple[str, str] | None = None
     states: dict[str, LeadState] = field(default_factory=dict)  # to store once sends are acked
     aliases: dict[str, str] = field(default_factory=dict)  # alias table writes, likewise
+    accounts: list[tuple[bytes, bytes]] = field(default_factory=list)  # contact updates
+    account_events: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
 
     @property
     def must_land_first(self) -> bool:
@@ -261,6 +266,9 @@ class ScoringStep:
     def _keep(self, partition: int, state: LeadState, emit: Emit) -> None:
         emit.states[state.lead_id] = state
         self.on_state(state.lead_id, state)
+        contact = contact_update(state, self.model)
+        if contact is not None:
+            emit.accounts.append((contact.account_id.encode(), orjson.dumps(contact.to_dict())))
         due = next_tick_at(state, self.model)
         if due is not None:
             self.ticks.schedule(partition, state.lead_id, due)
@@ -321,3 +329,58 @@ class ScoringStep:
 
     def snapshot(self, state: LeadState) -> dict[str, Any]:
         return snapshot(state, self.model)
+
+
+class AccountStep:
+    """`leads.accounts` → account rollup and MQA, one account per key (section 8).
+
+    Each contact update carries the lead's engagement at its own clock; the account keeps the
+    latest value per contact, so the rollup is incremental and a repeated update is a no-op.
+    """
+
+    def __init__(self, accounts: MutableMapping[bytes, bytes], model: Model):
+        self.accounts = accounts
+        self.model = model
+
+    def process(self, record: Record) -> tuple[Emit, AccountState | None]:
+        emit = Emit()
+        try:
+            contact = ContactUpdate.from_dict(orjson.loads(record.value))
+            raw = self.accounts.get(contact.account_id.encode())
+            account = AccountState(contact.account_id) if raw is None else AccountState.decode(raw)
+            was_mqa = account.mqa
+            update = update_account(
+                account, contact.lead_id, contact.engagement, contact.fit_company, self.model
+            )
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the partition
+            emit.deadletters.append(_dead(record, "processing_error", "accounts", str(exc)))
+            return emit, None
+        if update.mqa != was_mqa:  # reached, or lost as engagement decayed
+            emit.account_events.append(account_event(update, contact))
+        return emit, update.account
+
+
+def account_event(update: AccountUpdate, contact: ContactUpdate) -> tuple[bytes, bytes, Headers]:
+    """`leadstream.account.mqa_changed.v1` (CloudEvents binary mode), keyed by account id."""
+    account_id = update.account.account_id
+    data = {
+        "account_id": account_id,
+        "mqa": update.mqa,
+        "engagement": update.engagement,
+        "fit": update.account.fit,
+        "contacts": len(update.account.contacts),
+        "trigger_lead_id": contact.lead_id,
+        "at": format_us(contact.at_us),
+    }
+    ce = {
+        "ce_specversion": "1.0",
+        "ce_id": str(
+            uuid.uuid5(CE_NAMESPACE, f"account:{account_id}:{contact.at_us}:{update.mqa}")
+        ),
+        "ce_source": "leadstream/worker",
+        "ce_type": "leadstream.account.mqa_changed.v1",
+        "ce_subject": f"account/{account_id}",
+        "ce_time": format_us(contact.at_us),
+        "content-type": "application/json",
+    }
+    return account_id.encode(), orjson.dumps(data), [(k, v.encode()) for k, v in ce.items()]

@@ -168,3 +168,54 @@ async def test_garbage_is_dead_lettered_and_processing_goes_on(
     assert {r.value for r in dead} >= {b"{not json", b"[1, 2, 3]"}  # bytes unchanged
     assert all(headers_of(r)["original_topic"] == topics.events("web") for r in dead)
     await wait_snapshot(LeadStore(redis_client, settings.redis_prefix), "u-after", "lead")
+
+
+async def test_account_rollup_reaches_mqa(
+    settings: Settings, worker: Processes, redis_client: aioredis.Redis
+) -> None:
+    topics = Topics.from_settings(settings)
+    company = {"employees": 800, "industry": "software", "country": "US"}
+    events = []
+    for n in range(3):
+        user, day = f"acme-{n}", f"2026-03-0{n + 2}"
+        events += [
+            event(
+                f"a{n}i",
+                "identify",
+                f"{day}T09:00:00Z",
+                user_id=user,
+                account_id="acme",
+                traits={**company, "seniority": "manager"},
+            ),
+            event(
+                f"a{n}t",
+                "trial.signup",
+                f"{day}T09:10:00Z",
+                user_id=user,
+                account_id="acme",
+                channel="product",
+            ),
+            event(
+                f"a{n}w",
+                "webinar.attended",
+                f"{day}T09:20:00Z",
+                user_id=user,
+                account_id="acme",
+                properties={"webinar_id": "w1"},
+            ),
+        ]
+    await produce_events(settings.kafka_bootstrap, topics.events("web"), events)
+    records = await read_topic(
+        settings.kafka_bootstrap, topics.account_events, until=lambda rs: len(rs) >= 1
+    )
+    data = orjson.loads(records[0].value)
+    assert data["account_id"] == "acme" and data["mqa"] is True
+    assert headers_of(records[0])["ce_type"] == "leadstream.account.mqa_changed.v1"
+    store = LeadStore(redis_client, settings.redis_prefix)
+    for _ in range(40):
+        account = await store.account("acme")
+        if account is not None and len(account["contacts"]) == 3:
+            break
+        await asyncio.sleep(0.25)
+    assert account is not None and account["mqa"] is True
+    assert account["fit"] == 20 + 15 + 10  # employees, primary industry, target country
