@@ -14,7 +14,7 @@ if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
-echo "== ruff"; .venv/bin/ruff check stream tests
-.venv/bin/ruff format --check stream tests
+echo "== ruff"; .venv/bin/ruff check stream tests examples
+.venv/bin/ruff format --check stream tests examples
 echo "== mypy"; .venv/bin/mypy --strict stream
 echo "== pytest"; .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -88,3 +88,16 @@ async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, byt
         return records
     finally:
         await consumer.stop()
+
+
+async def produce_records(
+    bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes, list[tuple[str, bytes]]]]
+) -> None:
+    """(key, value, headers) records, acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=k, value=v, headers=h) for k, v, h in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
