@@ -199,11 +199,18 @@ def deadletters_list(handoff: bool, reason: str | None, limit: int) -> None:
 @click.option("--reason", help="Only dead letters with this reason.")
 @click.option("--stage", help="Only dead letters from this stage (collector, identity, worker).")
 @click.option("--dry-run", is_flag=True, help="Count what would be sent, send nothing.")
-def deadletters_redrive(reason: str | None, stage: str | None, dry_run: bool) -> None:
+@click.option(
+    "--handoff", is_flag=True, help="Re-drive the notifier's dead letters to leads.handoff."
+)
+def deadletters_redrive(
+    reason: str | None, stage: str | None, dry_run: bool, handoff: bool
+) -> None:
     """Send dead letters back to the topic they came from, once each."""
     from stream.deadletters import redrive
 
-    counts = asyncio.run(redrive(_settings(), reason=reason, stage=stage, dry_run=dry_run))
+    counts = asyncio.run(
+        redrive(_settings(), reason=reason, stage=stage, dry_run=dry_run, handoff=handoff)
+    )
     click.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
 
 

@@ -6,6 +6,7 @@ drops repeated `webhook-id`s, so it also shows whether deliveries are exactly-on
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -18,6 +19,8 @@ class WebhookReceiver:
     def __init__(self, secret: str):
         self.webhook = Webhook(secret)
         self.deliveries: list[dict[str, Any]] = []
+        self.arrivals: list[float] = []
+        """time.monotonic() at which each of `deliveries` arrived (same index)."""
         self.seen_ids: dict[str, int] = {}
         self.verified = 0
         self.rejected = 0
@@ -28,6 +31,7 @@ class WebhookReceiver:
         return sum(n - 1 for n in self.seen_ids.values())
 
     async def handle(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
         body = await request.read()
         try:
             self.webhook.verify(body, dict(request.headers))
@@ -39,6 +43,7 @@ class WebhookReceiver:
         self.seen_ids[webhook_id] = self.seen_ids.get(webhook_id, 0) + 1
         if self.seen_ids[webhook_id] == 1:
             self.deliveries.append(orjson.loads(body))
+            self.arrivals.append(arrived)
         return web.json_response({"ok": True})
 
     async def start(self, port: int, host: str = "127.0.0.1") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ from typing import Any
 import click
 import orjson
 
+from stream.bench.collector import collector_phase
+from stream.bench.delivery import delivery_phase
 from stream.bench.phases import Bench, Plan
 from stream.bench.report import build, git_commit, machine, render
 from stream.dev import DevEnvironment
@@ -21,20 +24,20 @@ from stream.dev.process import free_port
 from stream.errors import LeadstreamError
 from stream.settings import Settings
 
-PHASES = ("b0", "pfaust", "worker", "latency", "memory", "restart")
+PHASES = ("b0", "pfaust", "worker", "latency", "collector", "delivery", "memory", "restart")
 REPO = Path(__file__).resolve().parents[2]
-# (events, state leads, latency seconds, drain timeout): a full run takes a few minutes on
-# 2 cores; --quick stays under two minutes and is what the test runs.
-FULL = (200_000, 200_000, 25.0, 300.0)
-QUICK = (40_000, 10_000, 8.0, 90.0)
+# (events, state leads, latency seconds, drain timeout, collector seconds per mode, delivery
+# seconds): a full run takes a few minutes on 2 cores; --quick is what the test runs.
+FULL = (200_000, 200_000, 25.0, 300.0, 15.0, 20.0)
+QUICK = (12_000, 5_000, 8.0, 240.0, 3.0, 5.0)
 
 
 @click.command()
-@click.option("--events", type=int, help="Events in the drained file (200,000; quick 40,000).")
+@click.option("--events", type=int, help="Events in the drained file (200,000; quick 12,000).")
 @click.option(
     "--leads", type=int, help="Distinct leads of the memory/restart state (full 200,000)."
 )
-@click.option("--quick", is_flag=True, help="Small sizes and short phases: under two minutes.")
+@click.option("--quick", is_flag=True, help="Small sizes and short phases (what the tests run).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the report as JSON to this file.")  # fmt: skip
 @click.option("--phases", default=",".join(PHASES), show_default=True,
@@ -52,7 +55,8 @@ def bench(
     redis_url: str | None,
     keep_work: bool,
 ) -> None:
-    """Measure B0, P-faust and the worker side by side; print one report with targets."""
+    """Measure B0, P-faust and the worker side by side, the collector's HTTP ingest and the
+    event → delivered notification latency; print one report with targets."""
     wanted = [p.strip() for p in phases.split(",") if p.strip()]
     unknown = set(wanted) - set(PHASES)
     if unknown:
@@ -76,7 +80,17 @@ def bench(
         env = DevEnvironment(base)
     else:
         base = base.replace(kafka_bootstrap=bootstrap, redis_url=redis_url)
-    plan = Plan(base, work, n_events, n_leads, max(1000, n_events // 3), size[2], size[3])
+    plan = Plan(
+        base,
+        work,
+        n_events,
+        n_leads,
+        max(1000, n_events // 3),
+        size[2],
+        size[3],
+        http_seconds=size[4],
+        delivery_seconds=size[5],
+    )
     header: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": git_commit(REPO),
@@ -132,6 +146,8 @@ async def _run(bench: Bench, wanted: list[str], errors: dict[str, str]) -> dict[
         ("pfaust", bench.pfaust),
         ("worker", bench.worker),
         ("latency", bench.latency),
+        ("collector", functools.partial(collector_phase, bench)),
+        ("delivery", functools.partial(delivery_phase, bench)),
     ]
     for name, step in steps:
         if name in wanted:

@@ -45,6 +45,10 @@ class Plan:
     timeout: float
     """Longest wait for any one drain or readiness probe."""
     seed: int = 42
+    http_seconds: float = 15.0
+    """How long the collector phase drives each mode (single events, batches)."""
+    delivery_seconds: float = 20.0
+    """How long the delivery phase sends hand-raisers and background traffic."""
 
 
 def _bar(total: float, desc: str, unit: str = "ev") -> Any:

@@ -144,6 +144,7 @@ def render(report: dict[str, Any]) -> str:
             f"restart: SIGKILL with {rs['leads']:,.0f} leads → marker scored after "
             f"{rs['seconds']:.1f} s ({rs['from_process_start_s']:.1f} s from process start)"
         )
+    lines += _http_lines(p)
     for name, error in report["header"].get("errors", {}).items():
         lines.append(f"FAILED {name}: {error}")
     lines += ["", "targets"]
@@ -154,3 +155,38 @@ def render(report: dict[str, Any]) -> str:
             f" (target {t['op']} {_num(float(t['limit']), 2)})"
         )
     return "\n".join(lines)
+
+
+def _errors(r: dict[str, Any]) -> str:
+    kinds = ", ".join(f"{kind} ×{n}" for kind, n in r.get("error_kinds", {}).items())
+    return f"{r['errors']:.0f}" + (f" ({kinds})" if kinds else "")
+
+
+def _http_lines(p: dict[str, Any]) -> list[str]:
+    """The collector's HTTP ingest and event → delivered notification latency."""
+    lines = []
+    if col := p.get("collector"):
+        lines.append(
+            "collector HTTP ingest (one process; aiohttp client in the bench process, loopback):"
+        )
+        for mode, r in col.items():
+            lines.append(
+                f"  {mode:<6} {r['route']:<10} {r['events_per_request']:>3.0f} ev/req, "
+                f"{r['concurrency']:.0f} in flight, {r['seconds']:.0f}s: "
+                f"{_num(r['requests_per_s'])} req/s, {_num(r['events_per_s'])} events/s, "
+                f"p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; CPU s/1k ev "
+                f"{r['cpu_s_per_1k']:.3f} (bench client {r['bench_cpu_s_per_1k']:.3f}); "
+                f"non-200 {_errors(r)}"
+            )
+    if d := p.get("delivery"):
+        lines.append(
+            f"delivery: {d['delivered']:.0f}/{d['expected']:.0f} hand-raisers delivered "
+            f"({d['hand_raisers_per_s']:.0f}/s + {d['background_per_s']:,.0f} page views/s for "
+            f"{d['seconds']:.0f}s): p50 {d['p50_ms']:.1f} ms, p99 {d['p99_ms']:.1f} ms, "
+            f"max {d['max_ms']:.1f} ms (Demo Requested request → signed webhook received; "
+            f"of which → on leads.handoff p50 {d['handoff_p50_ms']:.1f} ms, "
+            f"p99 {d['handoff_p99_ms']:.1f} ms); webhooks {d['deliveries']:.0f}, "
+            f"rejected {d['rejected']:.0f}, "
+            f"duplicates {d['duplicates']:.0f}; non-200 {_errors(d)}"
+        )
+    return lines
