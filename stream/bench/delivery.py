@@ -33,9 +33,11 @@ from stream.simulate.personas import DECISION_MAKER, profile
 from stream.simulate.sender import basic_auth
 from stream.topics import Topics, ensure_topics
 
-HAND_RAISERS_PER_S = 20.0
-BACKGROUND_PER_S = 500.0
-BACKGROUND_BATCH = 25  # 20 batches a second
+# A moderate load for one worker on 2 cores (about a quarter of its drain rate): the phase
+# measures the pipeline's latency, not a backlog (the latency phase covers half load).
+HAND_RAISERS_PER_S = 5.0
+BACKGROUND_PER_S = 100.0
+BACKGROUND_BATCH = 10  # 10 batches a second
 VISITORS = 5_000
 PAGES = ("/", "/blog/what-is-lead-scoring", "/blog/mql-vs-sql", "/customers", "/about", "/docs")
 CONNECTIONS = 32

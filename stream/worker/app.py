@@ -26,6 +26,7 @@ from stream.scoring.account import account_engagement
 from stream.settings import Settings
 from stream.store.redis import LeadStore
 from stream.topics import Topics, ensure_topics
+from stream.worker import faustfix
 from stream.worker.processor import AccountStep, Emit, IdentityStep, Record, ScoringStep
 from stream.worker.ticks import TickScheduler
 
@@ -102,6 +103,7 @@ class RedisFlusher:
 
 
 def create_app(settings: Settings, model: Model | None = None) -> faust.App:
+    faustfix.install()
     model = model or load_model(settings.model_path or None)
     topics = Topics.from_settings(settings)
     mib = 1024 * 1024
