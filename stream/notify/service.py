@@ -185,8 +185,10 @@ class Notifier:
     async def stop(self, grace: float | None = None) -> None:
         """Let running deliveries finish (up to `grace`), commit what settled, close all."""
         if self._lag_task is not None:
+            # A lag round caught mid-connect can take long to unwind: never let a metric
+            # hold up shutdown (a stuck round is abandoned; the process is ending anyway).
             self._lag_task.cancel()
-            await asyncio.gather(self._lag_task, return_exceptions=True)
+            await asyncio.wait([self._lag_task], timeout=3.0)
             self._lag_task = None
         if self._consumer is not None:
             await self._consumer.stop(grace)
