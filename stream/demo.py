@@ -21,8 +21,9 @@ from stream.dev import DevEnvironment
 from stream.dev.process import free_port
 from stream.lag import group_lag
 from stream.receiver import WebhookReceiver
+from stream.scoring.events import STAGES
 from stream.settings import ENV_PREFIX, Settings
-from stream.store.redis import STAGES, LeadStore
+from stream.store.redis import LeadStore
 from stream.topics import Topics, ensure_topics
 
 SALES_STAGES = ("mql", "sales_ready", "sql", "opportunity", "customer")

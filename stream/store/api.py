@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from stream.scoring.events import STAGES
 from stream.settings import Settings
-from stream.store.redis import STAGES, LeadStore
+from stream.store.redis import LeadStore
 
 STORE_KEY = web.AppKey("lead_store", LeadStore)
 

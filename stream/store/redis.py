@@ -17,17 +17,8 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 
-STAGES = (
-    "anonymous",
-    "lead",
-    "mql",
-    "sales_ready",
-    "sql",
-    "opportunity",
-    "customer",
-    "nurture",
-    "disqualified",
-)
+from stream.scoring.events import STAGES  # one list of stages, the engine's
+
 LEDGER_CAP = 500
 
 
