@@ -15,20 +15,9 @@ import faust
 
 from stream.settings import Settings
 from stream.topics import Topics
+from stream.worker.app import rocksdb_options
 
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-
-
-def rocksdb_options(settings: Settings) -> dict[str, int]:
-    """The worker's RocksDB caps (stream/worker/app.py): a fair floor uses the same store."""
-    mib = 1024 * 1024
-    return {
-        "block_cache_size": settings.rocksdb_block_cache_mib * mib,
-        "block_cache_compressed_size": 0,
-        "write_buffer_size": settings.rocksdb_write_buffer_mib * mib,
-        "max_write_buffer_number": 2,
-        "max_open_files": 256,
-    }
 
 
 def app_id(settings: Settings) -> str:
