@@ -15,7 +15,7 @@ import faust
 
 from stream.settings import Settings
 from stream.topics import Topics
-from stream.worker.app import rocksdb_options
+from stream.worker.app import faust_options
 
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
@@ -26,22 +26,7 @@ def app_id(settings: Settings) -> str:
 
 def create_app(settings: Settings) -> faust.App:
     """Same broker, partitions, commit interval and store options as the worker."""
-    app = faust.App(
-        app_id(settings),
-        broker=";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")),
-        store="rocksdb://",
-        datadir=settings.data_dir,
-        topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        consumer_auto_offset_reset="earliest",
-        web_port=settings.worker_port,
-        web_bind="127.0.0.1",
-        web_tables_enabled=False,
-        web_router_enabled=False,
-        autodiscover=False,
-        broker_commit_interval=1.0,
-        rocksdb_options=rocksdb_options(settings),
-    )
+    app = faust.App(app_id(settings), **faust_options(settings))
     source = app.topic(
         *Topics.from_settings(settings).channel_topics, key_type=bytes, value_type=bytes, **RAW
     )

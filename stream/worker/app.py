@@ -115,30 +115,38 @@ def rocksdb_options(settings: Settings) -> dict[str, int]:
     }
 
 
+def faust_options(settings: Settings) -> dict[str, Any]:
+    """How every Faust app of ours runs, the worker and the bench's P-faust baseline alike, so
+    a side-by-side measurement compares the same broker, store and commit settings."""
+    return {
+        "broker": ";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")),
+        "store": "rocksdb://",
+        "datadir": settings.data_dir,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": 1,
+        "consumer_auto_offset_reset": "earliest",
+        "web_port": settings.worker_port,
+        "web_bind": settings.metrics_host,
+        "web_tables_enabled": False,  # table contents are personal data
+        "web_router_enabled": False,
+        "autodiscover": False,
+        "broker_commit_interval": 1.0,
+        # A killed worker's partitions are reassigned once its session times out: 10 s
+        # instead of Faust's 60 s keeps a restart after SIGKILL quick.
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 3.0,
+        "rocksdb_options": rocksdb_options(settings),
+    }
+
+
 def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     faustfix.install()
     model = model or load_model(settings.model_path or None)
     topics = Topics.from_settings(settings)
     app = faust.App(
         f"{settings.topic_prefix}leadstream-worker",
-        broker=";".join(f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")),
-        store="rocksdb://",
-        datadir=settings.data_dir,
-        topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        consumer_auto_offset_reset="earliest",
-        web_port=settings.worker_port,
-        web_bind=settings.metrics_host,
-        web_tables_enabled=False,  # table contents are personal data
-        web_router_enabled=False,
-        autodiscover=False,
-        broker_commit_interval=1.0,
-        # A killed worker's partitions are reassigned once its session times out: 10 s
-        # instead of Faust's 60 s keeps a restart after SIGKILL quick.
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
         producer_linger=0.005,
-        rocksdb_options=rocksdb_options(settings),
+        **faust_options(settings),
     )
     channel_topic = app.topic(*topics.channel_topics, **RAW)
     crm_topic = app.topic(topics.events("crm"), **RAW)
