@@ -125,8 +125,9 @@ class LocalKafka:
         argv = self._java(
             "kafka.tools.StorageTool",
             "format",
-            "-t",
-            cluster_id,
+            # One argument with "=": a URL-safe base64 id may start with "-", which the
+            # tool's argument parser would take for an option (1 format in 32 failed).
+            f"--cluster-id={cluster_id}",
             "-c",
             str(self.config),
             "--ignore-formatted",
