@@ -11,7 +11,7 @@ Writes are idempotent (last snapshot wins), so an at-least-once worker can repea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -40,23 +40,31 @@ class LeadStore:
     async def write(
         self,
         snapshots: Iterable[Mapping[str, Any]],
-        ledgers: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+        ledgers: Mapping[str, Sequence[Mapping[str, Any] | bytes]] | None = None,
+        moved: Container[str] | None = None,
     ) -> None:
-        """One pipelined round trip for a batch of leads (the worker flushes every ~100 ms)."""
+        """One pipelined round trip for a batch of leads (the worker flushes every ~200 ms).
+
+        `moved` names the leads whose stage may have changed since their last write (None:
+        any of them): only those are taken out of the other stages' rankings, which would
+        otherwise cost most of the round trip. A ranking entry left behind (a crash between
+        a stage change and its write) is dropped when `by_stage` meets it.
+        """
         pipe = self.client.pipeline(transaction=False)
         for snap in snapshots:
             lead_id = str(snap["lead_id"])
             pipe.set(self.key("lead", lead_id), orjson.dumps(snap))
             stage = str(snap.get("stage", ""))
-            for other in STAGES:
-                if other != stage:
-                    pipe.zrem(self.key("stage", other), lead_id)
+            if moved is None or lead_id in moved:
+                for other in STAGES:
+                    if other != stage:
+                        pipe.zrem(self.key("stage", other), lead_id)
             if stage in STAGES:
                 pipe.zadd(self.key("stage", stage), {lead_id: float(snap.get("engagement") or 0)})
         for lead_id, entries in (ledgers or {}).items():
             if entries:
                 key = self.key("ledger", lead_id)
-                pipe.lpush(key, *(orjson.dumps(e) for e in entries))
+                pipe.lpush(key, *(e if isinstance(e, bytes) else orjson.dumps(e) for e in entries))
                 pipe.ltrim(key, 0, LEDGER_CAP - 1)
         await pipe.execute()
 
@@ -104,7 +112,17 @@ class LeadStore:
         if not ids:
             return []
         raws = await self.client.mget([self.key("lead", _text(i)) for i in ids])
-        return [orjson.loads(r) for r in raws if r is not None]
+        leads: list[dict[str, Any]] = []
+        stale: list[str] = []
+        for lead_id, raw in zip(ids, raws, strict=True):
+            lead = None if raw is None else orjson.loads(raw)
+            if lead is not None and lead.get("stage") == stage:
+                leads.append(lead)
+            else:
+                stale.append(_text(lead_id))
+        if stale:  # left behind by a stage change whose write a crash cut off
+            await self.client.zrem(self.key("stage", stage), *stale)
+        return leads
 
     async def ping(self) -> bool:
         return bool(await self.client.ping())

@@ -34,6 +34,26 @@ async def test_latest_snapshot_wins_and_stage_lists_move(store: LeadStore) -> No
     assert await store.get("nobody") is None
 
 
+async def test_only_moved_leads_leave_other_rankings_and_stale_entries_heal(
+    store: LeadStore, redis_client: aioredis.Redis
+) -> None:
+    await store.write([snap("u1", "mql", 40), snap("u2", "mql", 30)])
+    await store.write([snap("u2", "sales_ready", 31)], moved={"u2"})
+    assert await redis_client.zscore(store.key("stage", "mql"), "u2") is None
+    # A stage change whose write a crash cut off: the ranking keeps u1 under mql...
+    await store.write([snap("u1", "sql", 40)], moved=set())
+    assert await redis_client.zscore(store.key("stage", "mql"), "u1") == 40
+    # ...until a read meets the entry, returns only true MQLs, and drops it.
+    assert await store.by_stage("mql") == []
+    assert await redis_client.zscore(store.key("stage", "mql"), "u1") is None
+    assert [s["lead_id"] for s in await store.by_stage("sql")] == ["u1"]
+
+
+async def test_ledger_entries_may_come_serialised(store: LeadStore) -> None:
+    await store.write([], {"u2": [b'{"n":1}', {"n": 2}]})
+    assert [e["n"] for e in await store.ledger("u2")] == [2, 1]
+
+
 async def test_ledger_is_newest_first_paged_and_capped(store: LeadStore) -> None:
     await store.write([], {"u1": [{"n": i} for i in range(3)]})
     await store.write([], {"u1": [{"n": 3}]})
