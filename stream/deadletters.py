@@ -43,6 +43,7 @@ class DeadLetter:
     error: str
     original_topic: str | None
     own_headers: tuple[tuple[str, bytes], ...] = ()  # the original record's, sent back with it
+    original_partition: int | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ def _dead_letter(record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
         header_value(headers, "error") or "",
         header_value(headers, "original_topic"),
         tuple((k, v) for k, v in headers if k not in _BOOKKEEPING),
+        _int_or_none(header_value(headers, "original_partition")),
     )
 
 
@@ -184,6 +186,7 @@ async def redrive(
                 futures.append(
                     await producer.send(
                         letter.original_topic,
+                        partition=await _same_partition(producer, letter),
                         key=letter.key,
                         value=letter.value,
                         headers=[
@@ -203,3 +206,17 @@ async def redrive(
         await producer.stop()
         await consumer.stop()
     return counts
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
+async def _same_partition(producer: AIOKafkaProducer, letter: DeadLetter) -> int | None:
+    """The partition the record came from, while the topic still has it: a by-lead record is
+    placed in its lead's home partition, not where its key would hash (`home_key`). Without
+    one, the key decides, as it did for the original."""
+    if letter.original_partition is None or letter.original_topic is None:
+        return None
+    partitions = await producer.partitions_for(letter.original_topic)
+    return letter.original_partition if letter.original_partition in partitions else None
