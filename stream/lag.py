@@ -32,7 +32,7 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, 
         partitions = [
             TopicPartition(t, p)
             for t in topics
-            for p in sorted(consumer.partitions_for_topic(t) or await _partitions(consumer, t))
+            for p in sorted(consumer.partitions_for_topic(t) or await partitions_of(consumer, t))
         ]
         ends = await consumer.end_offsets(partitions) if partitions else {}
         lag: dict[str, int] = dict.fromkeys(topics, 0)
@@ -46,7 +46,8 @@ async def group_lag(bootstrap: str, group: str, topics: list[str]) -> dict[str, 
         await admin.close()
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """A topic's partitions, asking the broker when the client has no metadata for it yet."""
     await consumer._client.force_metadata_update()
     return consumer.partitions_for_topic(topic) or set()
 

@@ -70,6 +70,12 @@ TRANSITIONS = Counter(
 IDENTITY_MERGES = Counter(
     "leadstream_identity_merges_total", "Anonymous histories joined to a known lead.", ["kind"]
 )
+REFETCHES = Counter(
+    "leadstream_worker_refetches_total",
+    "Input partitions sought back because records Faust had fetched never reached the agent "
+    "(stream/worker/gapguard.py); reason hole or stall.",
+    ["reason"],
+)
 LEADS_IN_STATE = Gauge("leadstream_worker_leads", "Leads held in this worker's state table.")
 
 # Worker and notifier: consumer lag, computed by each process for its own group (stream/lag.py).

@@ -95,6 +95,11 @@ class Settings:
     rocksdb_write_buffer_mib: int = _doc(
         "RocksDB write buffer per table partition, MiB.", default=8
     )
+    worker_batch_max: int = _doc(
+        "Most records the worker lands as one batch (produced, acknowledged and written to "
+        "its tables together) while more are waiting; with none waiting it lands at once.",
+        default=500,
+    )
     idle_tick_seconds: float = _doc(
         "After this many idle seconds a partition's stream time follows the wall clock so daily "
         "ticks fire without traffic (0 = never: deterministic tests and replays).",
@@ -195,6 +200,10 @@ class Settings:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError(
                 f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: want redis://host:port/db"
+            )
+        if self.worker_batch_max < 1:
+            raise SettingsError(
+                f"{ENV_PREFIX}WORKER_BATCH_MAX={self.worker_batch_max}: want 1 or more"
             )
         if self.partitions < 1:
             raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: want 1 or more")

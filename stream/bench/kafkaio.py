@@ -18,10 +18,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 
 from stream.bench.events import Record, topic_of
 from stream.errors import LeadstreamError
+from stream.topics import partition_for
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -53,7 +53,7 @@ async def produce(
             cached = key_part.get((topic, record.key))
             if cached is None:
                 all_parts = parts[topic]
-                cached = all_parts[(murmur2(record.key) & 0x7FFFFFFF) % len(all_parts)]
+                cached = all_parts[partition_for(record.key, len(all_parts))]
                 key_part[(topic, record.key)] = cached
             tp = (topic, cached)
             batch = batches.get(tp) or producer.create_batch()

@@ -15,7 +15,7 @@ import faust
 
 from stream.settings import Settings
 from stream.topics import Topics
-from stream.worker.app import faust_options
+from stream.worker.app import faust_options, faust_worker
 
 RAW: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
 
@@ -45,11 +45,8 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def main() -> None:
-    from faust.worker import Worker
-
     settings = Settings.from_env()
-    app = create_app(settings)
-    Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    faust_worker(create_app(settings), settings).execute_from_commandline()
 
 
 if __name__ == "__main__":

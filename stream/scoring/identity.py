@@ -41,6 +41,17 @@ def is_visitor(lead_id: str) -> bool:
     return lead_id.startswith((ANON_PREFIX, EMAIL_PREFIX))
 
 
+def home_key(lead_id: str) -> str:
+    """The key whose partition holds a lead's state and its by-lead records.
+
+    A cookie visitor lives where the collector puts its records (keyed by the anonymous id),
+    so its events are scored in the partition they arrive in, without a hop through
+    `leads.events.by_lead`; a known lead lives under its own id, as does an email visitor
+    (its lead id is a hash: the email it came from is not known later).
+    """
+    return lead_id[len(ANON_PREFIX) :] if lead_id.startswith(ANON_PREFIX) else lead_id
+
+
 @dataclass
 class Resolution:
     """What the identity step decided for one record."""

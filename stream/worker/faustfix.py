@@ -13,7 +13,10 @@ whose own flush then waits for the acknowledgements.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
+
+from faust.streams import _current_event
 
 _installed = False
 
@@ -47,4 +50,58 @@ def install() -> None:
     ProducerBuffer.put = put  # type: ignore[method-assign]
     ProducerBuffer._send_pending = send_pending  # type: ignore[method-assign]
     ProducerBuffer.flush = flush  # type: ignore[method-assign]
+    _seek_before_resume()
     _installed = True
+
+
+def _seek_before_resume() -> None:
+    """Stream partitions stay paused until they have been sought to their committed offsets.
+
+    After a table recovery, faust-streaming 0.15.3 resumes the stream partitions first and
+    seeks them second, while the fetcher (started to read the changelogs) is running. Records
+    fetched in between reach the agents, then the seek moves the positions under them: a
+    run of records was skipped without being processed (seen after restarts in
+    tests/integration/test_worker_recovery.py: offsets 295-331 of each partition never
+    reached the agent). With nothing committed yet on a partition, Faust's commit then moves
+    past the hole and the records are lost; otherwise commits stop at the hole for good.
+    Here the resume waits until the seek is done.
+    """
+    from faust.tables.recovery import Recovery
+
+    def deferring(original: Any) -> Any:
+        async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            consumer = self.app.consumer
+            resume, seek = consumer.resume_partitions, consumer.perform_seek
+            deferred: list[Any] = []
+
+            async def seek_then_resume() -> None:
+                await seek()
+                while deferred:
+                    resume(deferred.pop(0))
+
+            consumer.resume_partitions = deferred.append
+            consumer.perform_seek = seek_then_resume
+            try:
+                return await original(self, *args, **kwargs)
+            finally:
+                del consumer.resume_partitions, consumer.perform_seek  # the methods again
+                while deferred:  # no seek happened (an empty assignment): resume as asked
+                    resume(deferred.pop(0))
+
+        return wrapper
+
+    Recovery.on_recovery_completed = deferring(Recovery.on_recovery_completed)  # type: ignore[method-assign]
+    Recovery._resume_streams = deferring(Recovery._resume_streams)  # type: ignore[method-assign]
+
+
+def set_current_event(event: Any) -> None:
+    """Make `event` the one Faust's tables write for (its partition picks the RocksDB store
+    and the changelog partition). A batch of `take_events` is handled outside the stream's
+    own iteration, where Faust would set it; this is the contextvar that iteration sets."""
+    _current_event.set(weakref.ref(event))
+
+
+def forget_delivery(consumer: Any, message: Any) -> None:
+    """A delivered record the agent will not acknowledge (it will be read again after a
+    seek): Faust must stop waiting for its ack, or a rebalance waits for it forever."""
+    consumer._unacked_messages.discard(message)
