@@ -146,10 +146,11 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "web_router_enabled": False,
         "autodiscover": False,
         "broker_commit_interval": 1.0,
-        # A killed worker's partitions are reassigned once its session times out: 10 s
-        # instead of Faust's 60 s keeps a restart after SIGKILL quick.
-        "broker_session_timeout": 10.0,
-        "broker_heartbeat_interval": 3.0,
+        # A killed worker's partitions are reassigned once its session times out: 6 s (the
+        # broker's group.min.session.timeout.ms) instead of Faust's 60 s keeps a restart after
+        # SIGKILL quick. Heartbeats run in the client's own task, three per session.
+        "broker_session_timeout": 6.0,
+        "broker_heartbeat_interval": 2.0,
         "rocksdb_options": rocksdb_options(settings),
     }
 
