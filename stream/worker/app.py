@@ -191,9 +191,9 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         for emit in emits:
             for key, value, headers in emit.handoffs:
                 out.append((topics.handoff, key, value, headers, None))
-            for key, value, headers in emit.by_lead:
+            for key, body, headers in emit.by_lead:
                 home = partition_for(home_key(key.decode()).encode(), settings.partitions)
-                out.append((topics.by_lead, key, value, headers, home))
+                out.append((topics.by_lead, key, orjson.dumps(body), headers, home))
             for _channel, key, value in emit.channel:  # only identity.alias controls, to crm
                 out.append((crm_name, key, value, [], None))
             for dl_key, dl_value, dl_headers in emit.deadletters:

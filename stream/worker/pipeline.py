@@ -31,9 +31,6 @@ class Staged:
     aliases: dict[str, tuple[str, int]] = field(default_factory=dict)
     absorbed: list[tuple[str, str]] = field(default_factory=list)  # (visitor, lead) handed over
 
-    def __bool__(self) -> bool:
-        return bool(self.states or self.aliases or self.absorbed)
-
 
 class Pipeline:
     """Channel and by-lead records → emits, with the batch's table writes staged."""
@@ -42,7 +39,11 @@ class Pipeline:
         self.identity = identity
         self.scoring = scoring
         self.by_lead_topic = by_lead_topic
-        self.staged = Staged()
+        # The values wait in the steps' `pending` (where later records read them); here only
+        # which partition each write belongs to, and the hand-overs.
+        self.state_partitions: dict[str, int] = {}
+        self.alias_partitions: dict[str, int] = {}
+        self.absorbed: list[tuple[str, str]] = []
 
     def process(self, record: Record) -> Emit:
         if record.topic == self.by_lead_topic:
@@ -61,31 +62,38 @@ class Pipeline:
         this partition (one record only: two would share one watermark position)."""
         if len(emit.by_lead) != 1 or record.key is None:
             return None
-        key, value, headers = emit.by_lead[0]
+        key, body, headers = emit.by_lead[0]
         if home_key(key.decode()).encode() != record.key:
             return None
         emit.by_lead.clear()
         source = channel_source(record.topic, record.partition)
-        return Record(record.topic, record.partition, record.offset, key, value, headers, source)
+        return Record(
+            record.topic, record.partition, record.offset, key, record.value, headers, source, body
+        )
 
     def _stage_aliases(self, emit: Emit, partition: int) -> None:
         for key, lead_id in emit.aliases.items():
             self.identity.pending[key] = lead_id
-            self.staged.aliases[key] = (lead_id, partition)
+            self.alias_partitions[key] = partition
 
     def _stage_states(self, emit: Emit, partition: int) -> None:
         if emit.forget is not None:
             visitor_id, _lead_id = emit.forget
             self.scoring.pending[visitor_id] = None
-            self.staged.states[visitor_id] = (None, partition)
-            self.staged.absorbed.append(emit.forget)
+            self.state_partitions[visitor_id] = partition
+            self.absorbed.append(emit.forget)
         for lead_id, state in emit.states.items():
             self.scoring.pending[lead_id] = state
-            self.staged.states[lead_id] = (state, partition)
+            self.state_partitions[lead_id] = partition
 
     def take_staged(self) -> Staged:
         """The batch's writes, for the tables; reads go to the tables again from now on."""
-        staged, self.staged = self.staged, Staged()
+        staged = Staged(
+            {k: (self.scoring.pending[k], p) for k, p in self.state_partitions.items()},
+            {k: (self.identity.pending[k], p) for k, p in self.alias_partitions.items()},
+            self.absorbed,
+        )
+        self.state_partitions, self.alias_partitions, self.absorbed = {}, {}, []
         self.identity.pending.clear()
         self.scoring.pending.clear()
         return staged

@@ -58,6 +58,9 @@ class Record:
     # Which watermark of the lead's state the offset belongs to: the partition for by-lead
     # records, a channel topic's own id (`channel_source`) for events scored where they arrive.
     source: int | None = None
+    # An event scored where it arrived comes parsed (with its lead id); `value` stays the
+    # channel record's own bytes, which a dead letter keeps.
+    body: dict[str, Any] | None = None
 
     @property
     def position(self) -> tuple[int, int]:
@@ -74,7 +77,8 @@ def channel_source(topic: str, partition: int) -> int:
 class Emit:
     """Records to produce, in order. `wait` ones must be acknowledged before the state write."""
 
-    by_lead: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
+    # (key, body, headers): bodies are serialised when produced, or scored in place unparsed
+    by_lead: list[tuple[bytes, dict[str, Any], Headers]] = field(default_factory=list)
     channel: list[tuple[str, bytes, bytes]] = field(default_factory=list)  # (channel, key, value)
     handoffs: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
     ledger: list[tuple[bytes, bytes]] = field(default_factory=list)
@@ -183,14 +187,14 @@ class IdentityStep:
             emit.by_lead.append(
                 (
                     found.lead_id.encode(),
-                    orjson.dumps({**conflict, "lead_id": found.lead_id}),
+                    {**conflict, "lead_id": found.lead_id},
                     headers,
                 )
             )
         event["lead_id"] = found.lead_id
         if found.via is not None:
             forward = {"control": "forward", "to": found.lead_id, "event": event}
-            emit.by_lead.append((found.via.encode(), orjson.dumps(forward), headers))
+            emit.by_lead.append((found.via.encode(), forward, headers))
         elif found.handover_from is not None:
             # The visitor's partition hands its state over; the identify travels with it so
             # the merge happens at the identify instant, as one step.
@@ -199,9 +203,9 @@ class IdentityStep:
                 "to": found.lead_id,
                 "identify": event,
             }
-            emit.by_lead.append((found.handover_from.encode(), orjson.dumps(control), headers))
+            emit.by_lead.append((found.handover_from.encode(), control, headers))
         else:
-            emit.by_lead.append((found.lead_id.encode(), orjson.dumps(event), headers))
+            emit.by_lead.append((found.lead_id.encode(), event, headers))
         return emit
 
 
@@ -245,7 +249,7 @@ class ScoringStep:
 
     def _process(self, record: Record) -> Emit:
         emit = Emit()
-        body = orjson.loads(record.value)
+        body = record.body if record.body is not None else orjson.loads(record.value)
         if not isinstance(body, dict):
             raise TypeError("a by-lead record must be a JSON object")
         control = body.get("control")
@@ -254,7 +258,7 @@ class ScoringStep:
         if control == "forward":
             # Behind a hand-over in this partition: on to the lead, in arrival order.
             target = str(body["to"]).encode()
-            emit.by_lead.append((target, orjson.dumps(body["event"]), record.headers))
+            emit.by_lead.append((target, body["event"], record.headers))
             return emit
         if control == "clock":
             self._fire_ticks(record, t_to_us(float(body["t"])), emit)
@@ -340,7 +344,7 @@ class ScoringStep:
             "state": base64.b64encode(state.encode()).decode() if state is not None else None,
             "identify": body["identify"],
         }
-        emit.by_lead.append((str(body["to"]).encode(), orjson.dumps(merge), record.headers))
+        emit.by_lead.append((str(body["to"]).encode(), merge, record.headers))
         emit.forget = (visitor_id, str(body["to"])) if state is not None else None
         metrics.IDENTITY_MERGES.labels(kind="handover").inc()
         return emit

@@ -82,9 +82,9 @@ class Worker:
             emits += done
             records = []
             for emit in done:
-                for key, value, headers in emit.by_lead:
+                for key, body, headers in emit.by_lead:
                     home = partition_for(home_key(key.decode()).encode(), PARTITIONS)
-                    hop = self.record(BY_LEAD, key, value, home)
+                    hop = self.record(BY_LEAD, key, orjson.dumps(body), home)
                     hop.headers = headers
                     self.hops.append(hop)
                     records.append(hop)
