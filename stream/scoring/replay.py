@@ -56,18 +56,20 @@ def replay_lines(
     *,
     on_error: Callable[[int, str], None] | None = None,
     stats: ReplayStats | None = None,
+    states: dict[str, LeadState] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield the replay output: transition lines in order, then one lead line per lead.
 
     Events are applied per lead in file order; events after `until` are ignored; at the end
     daily ticks fire up to and including `until` (default: the largest event time in the
     file) and each lead, in first-seen order, is evaluated at that instant. Bad lines go to
-    `on_error(line_number, message)` (default: stderr) and the fold goes on.
+    `on_error(line_number, message)` (default: stderr) and the fold goes on. When `states` is
+    given it is filled with every lead's final state by lead id (reports read their ledgers).
     """
     report = on_error or _stderr
     stats = stats if stats is not None else ReplayStats()
     until_us = None if until is None else _to_us(until)
-    leads: dict[str, LeadState] = {}
+    leads: dict[str, LeadState] = states if states is not None else {}
     last_us: int | None = None
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
