@@ -143,7 +143,8 @@ def replay(events: Path, model_path: str | None, until: str | None) -> None:
     """Score a JSON-lines file of canonical events offline, through the worker's engine."""
     from stream.scoring.replay import run_replay
 
-    bad = run_replay(events, model_path, until, sys.stdout)
+    secret = Settings.from_env().identity_secret  # email visitors' ids as the worker makes them
+    bad = run_replay(events, model_path, until, sys.stdout, secret=secret)
     if bad:
         click.echo(f"{bad} line(s) could not be scored; see the messages above", err=True)
         sys.exit(2)

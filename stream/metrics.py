@@ -76,6 +76,23 @@ REFETCHES = Counter(
     "(stream/worker/gapguard.py); reason hole or stall.",
     ["reason"],
 )
+MERGES_WAITING = Gauge(
+    "leadstream_worker_merges_waiting",
+    "Leads whose identify waits for a visitor history from another partition; their later "
+    "events wait behind it (stream/worker/pipeline.py).",
+)
+RECORDS_PARKED = Gauge("leadstream_worker_records_parked", "Records held behind a merge in flight.")
+MERGE_TIMEOUTS = Counter(
+    "leadstream_worker_merge_timeouts_total",
+    "Merges that waited longer than LEADSTREAM_WORKER_MERGE_TIMEOUT_SECONDS: the lead's held "
+    "events were applied without the missing history, which joins when it arrives.",
+)
+ORDER_HELD = Counter(
+    "leadstream_worker_order_released_total",
+    "Input records released by the co-partition merge (stream/worker/order.py), by why they "
+    "could go: ready (every other input had a record or was caught up) or timeout.",
+    ["why"],
+)
 LEADS_IN_STATE = Gauge("leadstream_worker_leads", "Leads held in this worker's state table.")
 
 # Worker and notifier: consumer lag, computed by each process for its own group (stream/lag.py).

@@ -100,6 +100,23 @@ class Settings:
         "its tables together) while more are waiting; with none waiting it lands at once.",
         default=500,
     )
+    worker_order_wait_ms: float = _doc(
+        "Longest a record waits for another input topic of its partition that is behind, so "
+        "that one person's events across topics apply in the order the collector accepted "
+        "them (docs/worker.md); after it the record goes anyway, counted.",
+        default=500.0,
+    )
+    worker_merge_timeout_seconds: float = _doc(
+        "Longest a lead's events wait behind an identify whose visitor history comes from "
+        "another partition; after it they apply and the history joins when it arrives.",
+        default=30.0,
+    )
+    identity_secret: str = _doc(
+        "Secret of the keyed hash that email-only visitors' lead ids carry instead of the "
+        "address (leadstream dev/demo set their own; set a long random value in production, "
+        "the same on every collector and worker, and never change it).",
+        default="",
+    )
     idle_tick_seconds: float = _doc(
         "After this many idle seconds a partition's stream time follows the wall clock so daily "
         "ticks fire without traffic (0 = never: deterministic tests and replays).",

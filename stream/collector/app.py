@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from stream.collector import pixel, webhooks
+from stream.collector.directory import AcceptStamps, Directory
 from stream.collector.limits import RateLimiter, RecentIds, decode_body, read_body
 from stream.collector.mapping import UNMAPPED, EventMapping, load_mapping
 from stream.collector.producer import EventProducer, Record
@@ -50,6 +51,7 @@ from stream.metrics import (
     HTTP_REQUEST_SIZE,
     HTTP_REQUESTS,
 )
+from stream.scoring.identity import secret_or_dev
 from stream.settings import Settings
 from stream.store.api import add_lead_routes
 from stream.topics import Topics
@@ -135,6 +137,10 @@ class Collector:
         self.write_keys = settings.parsed_write_keys()
         self.limiter = RateLimiter(settings.rate_limit_per_second)
         self.recent = RecentIds(options.dedupe_ids)
+        self.directory = Directory(
+            settings.redis_url, settings.redis_prefix, secret_or_dev(settings.identity_secret)
+        )
+        self.stamps = AcceptStamps()
         self.now = clock
 
     def source(self, write_key: str | None) -> Source | None:
@@ -144,19 +150,29 @@ class Collector:
         name, kind = self.write_keys[write_key]
         return Source(name, kind, write_key)
 
-    def records(self, outcomes: Sequence[Outcome], source: Source) -> list[Record]:
-        """Kafka records of the outcomes: retried message ids are left out (transport dedupe)."""
+    def records(
+        self, outcomes: Sequence[Outcome], source: Source, keys: Sequence[bytes] | None = None
+    ) -> list[Record]:
+        """Kafka records of the outcomes: retried message ids are left out (transport dedupe).
+
+        `keys`: one per accepted outcome, from the identity directory (default: each event's
+        own key). Each record carries its acceptance stamp (`accepted_at`), which orders one
+        person's records across topics in the worker.
+        """
         records: list[Record] = []
         in_request: set[str] = set()
+        accepted = iter(keys or ())
         for outcome in outcomes:
             if isinstance(outcome, Accepted):
+                key = next(accepted, outcome.key)
                 message_id = outcome.message_id
                 if message_id is not None:
                     if message_id in in_request or self.recent.seen(source.namespace, message_id):
                         continue
                     in_request.add(message_id)
                 topic = self.topics.events(outcome.event["channel"])
-                records.append(Record(topic, outcome.key, orjson.dumps(outcome.event)))
+                stamp = [("accepted_at", str(self.stamps.next()).encode())]
+                records.append(Record(topic, key, orjson.dumps(outcome.event), stamp))
             elif isinstance(outcome, Rejected):
                 headers = deadletter_headers(outcome.error.reason, STAGE, str(outcome.error))
                 records.append(Record(self.topics.deadletter, outcome.key, outcome.raw, headers))
@@ -164,7 +180,9 @@ class Collector:
 
     async def deliver(self, outcomes: Sequence[Outcome], source: Source) -> None:
         """Produce every outcome and wait for every ack; KafkaUnavailableError when Kafka fails."""
-        records = self.records(outcomes, source)
+        events = [o.event for o in outcomes if isinstance(o, Accepted)]
+        keys = await self.directory.keys(events) if events else []
+        records = self.records(outcomes, source, keys)
         await self.producer.send_all(records)
         ids = [o.message_id for o in outcomes if isinstance(o, Accepted) and o.message_id]
         self.recent.add(source.namespace, ids)
@@ -249,6 +267,7 @@ async def run(settings: Settings) -> None:
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         await producer.stop()
+        await app[COLLECTOR].directory.close()
 
 
 def error_response(

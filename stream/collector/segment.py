@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from stream.collector.directory import own_key
 from stream.collector.eventtime import format_time, occurred_at
 from stream.collector.mapping import UNMAPPED, EventMapping
 from stream.errors import (
@@ -300,9 +301,10 @@ def make_event(
 
 
 def identity_key(event: Mapping[str, Any]) -> bytes:
-    """The Kafka key: anonymous_id, else user_id, else email (canonical() guarantees one)."""
-    value = event["anonymous_id"] or event["user_id"] or event["email"]
-    return str(value).encode()
+    """The Kafka key by the event's own ids: user id, else anonymous id, else email
+    (canonical() guarantees one). The collector keys by the identity directory
+    (`stream/collector/directory.py`), which starts from this."""
+    return own_key(event).encode()
 
 
 def guess_key(message: Any) -> bytes | None:

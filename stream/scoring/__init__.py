@@ -9,11 +9,10 @@ from stream.scoring.account import (
     is_mqa,
     update_account,
 )
-from stream.scoring.engine import Outcome, apply, merge_states, next_tick_at, tick
+from stream.scoring.engine import Outcome, apply, catch_up, merge_states, next_tick_at, tick
 from stream.scoring.events import Event, EventError
 from stream.scoring.explain import LedgerEntry, Transition, snapshot
 from stream.scoring.model import Model, ModelError, default_model, load_model
-from stream.scoring.replay import ReplayError, ReplayStats, replay_lines, run_replay
 from stream.scoring.state import LeadState, StateDecodeError, new_state
 
 __all__ = [
@@ -27,12 +26,11 @@ __all__ = [
     "Model",
     "ModelError",
     "Outcome",
-    "ReplayError",
-    "ReplayStats",
     "StateDecodeError",
     "Transition",
     "account_engagement",
     "apply",
+    "catch_up",
     "contact_update",
     "default_model",
     "is_mqa",
@@ -40,8 +38,6 @@ __all__ = [
     "merge_states",
     "new_state",
     "next_tick_at",
-    "replay_lines",
-    "run_replay",
     "snapshot",
     "tick",
     "update_account",

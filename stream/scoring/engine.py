@@ -7,6 +7,7 @@ writes the changelog.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from stream.scoring.events import MANUAL_OVERRIDE, US_PER_DAY, Event, t_to_us, u
 from stream.scoring.explain import LedgerEntry, Transition
 from stream.scoring.fit import fit_score, grade
 from stream.scoring.journey import is_early_pricing, note_scored, streak_due
-from stream.scoring.model import Model, TypeRule
+from stream.scoring.model import US_PER_MINUTE, Model, TypeRule
 from stream.scoring.rules import dedupe_value, freq_capped, is_duplicate
 from stream.scoring.state import (
     LeadState,
@@ -230,21 +231,39 @@ def _merge_acc(mine: list[float] | None, theirs: list[float], rule: TypeRule | N
     return [value, ref]
 
 
+def catch_up(state: LeadState, now_t: float, model: Model) -> Outcome:
+    """Fire every timer strictly before `now_t` (days), in time order, however many are due.
+
+    The worker's partition clock: a lead that gets no events of its own is caught up when its
+    partition's stream time passes its timers. Strict, as before an event: an event stamped
+    exactly at a timer's instant is applied before that timer, so a lead's own event at the
+    partition's current stream time may still come.
+    """
+    out = Outcome(state)
+    out.transitions.extend(stages.fire_ticks(state, model, t_to_us(now_t), inclusive=False))
+    if out.transitions:
+        prune(state, model)
+    return out
+
+
 def merge_states(
     known: LeadState,
-    visitor: LeadState,
+    visitors: LeadState | Sequence[LeadState],
     identify: Event,
     model: Model,
     *,
     offset: tuple[int, int] | None = None,
 ) -> Outcome:
-    """An identified visitor's history joins the known lead (scoring-model.md section 6).
+    """Identified visitors' histories join the known lead (scoring-model.md section 6).
 
     Entries keep their own times and contributions add; dedupe keys, window histories and
     flags unite; the known lead's profile wins where both have a trait; the known lead's stage
-    stays, except that a visitor who reached sales_ready as a hand-raiser carries that over.
-    Stage rules then run once, at the identify instant. `known` is mutated and returned.
-    `offset` works as in `apply` (the merge record's position in the known lead's partition).
+    stays. A visitor who reached sales_ready as a hand-raiser carries that over: the lead
+    moves to sales_ready once, with reason `identified` (not a second fast-lane decision),
+    routed by the grade it has now that its profile is known, and keeping the hand-raise's own
+    SLA deadline (no second escalation for one request). Stage rules then run once, at the
+    identify instant. `known` is mutated and returned. `offset` works as in `apply` (the merge
+    record's position in the known lead's partition).
     """
     if _already_consumed(known, offset) or seen_before(known, identify.event_id):
         return Outcome(known, applied=False)
@@ -252,6 +271,52 @@ def merge_states(
     t_us = identify.t_us
     out.transitions.extend(stages.fire_ticks(known, model, t_us, inclusive=False))
     remember_id(known, identify.event_id, model)
+    old_fit = known.fit
+    group = [visitors] if isinstance(visitors, LeadState) else list(visitors)
+    for visitor in group:
+        _unite(known, visitor, model)
+    known.fit = fit_score(known.profile, model)
+    _update_profile(known, identify.traits, model)
+    known.clock = _latest(known.clock, t_us)
+    known.last_event = _latest(known.last_event, t_us)
+    known.model_version = model.ref
+    if identify.account_id:
+        known.account_id = identify.account_id
+    assert known.clock is not None
+    scores = stages.Scores(known, model, known.clock)
+    triggers = (identify.event_id,)
+    out.transitions.extend(stages.fit_rule(scores, known.fit != old_fit, triggers))
+    rules = model.rules
+    raised = [v for v in group if v.stage == "sales_ready"]
+    if raised and known.stage in rules.fast_lane_from and known.stage != "disqualified":
+        first = min(raised, key=lambda v: v.stage_since or 0)
+        route = rules.fast_lane_routes[grade(known.fit, model)]
+        out.transitions.append(
+            stages.transition(
+                scores,
+                "sales_ready",
+                "identified",
+                route=route,
+                triggers=(*first.sla_triggers, identify.event_id),
+            )
+        )
+        # One request, one deadline: the SLA of the route it has now, counted from the
+        # hand-raise; none if the visitor's own deadline already escalated.
+        if first.sla_due is None or first.stage_since is None or route.sla_us is None:
+            stages.stop_sla(known)
+        else:
+            due = first.stage_since + route.sla_us
+            known.sla_due = -(-due // US_PER_MINUTE) * US_PER_MINUTE
+            known.sla_triggers = list(first.sla_triggers)
+    out.transitions.extend(stages.event_rules(scores, identify, model.canonical(identify.type)))
+    out.transitions.extend(stages.mql_rule(scores, triggers))
+    out.transitions.extend(stages.sql_rule(scores, triggers))
+    prune(known, model)
+    return out
+
+
+def _unite(known: LeadState, visitor: LeadState, model: Model) -> None:
+    """One visitor's history into the known lead: entries, windows, keys, flags, profile."""
     for name, acc in visitor.acc.items():
         known.acc[name] = _merge_acc(known.acc.get(name), acc, model.types.get(name))
     for name, times in visitor.times.items():
@@ -272,31 +337,10 @@ def merge_states(
     known.email_invalid = known.email_invalid or visitor.email_invalid
     known.email_suppressed = known.email_suppressed or visitor.email_suppressed
     known.account_id = known.account_id or visitor.account_id
-    old_fit = known.fit
     for name, value in visitor.profile.items():
         known.profile.setdefault(name, value)
-    known.fit = fit_score(known.profile, model)
-    _update_profile(known, identify.traits, model)
-    known.clock = _latest(_latest(known.clock, visitor.clock), t_us)
-    known.last_event = _latest(_latest(known.last_event, visitor.last_event), t_us)
-    known.model_version = model.ref
-    if identify.account_id:
-        known.account_id = identify.account_id
-    assert known.clock is not None
-    scores = stages.Scores(known, model, known.clock)
-    triggers = (identify.event_id,)
-    out.transitions.extend(stages.fit_rule(scores, known.fit != old_fit, triggers))
-    rules = model.rules
-    if visitor.stage == "sales_ready" and known.stage in rules.fast_lane_from:
-        route = rules.fast_lane_routes[grade(known.fit, model)]
-        out.transitions.append(
-            stages.transition(scores, "sales_ready", "fast_lane", route=route, triggers=triggers)
-        )
-    out.transitions.extend(stages.event_rules(scores, identify, model.canonical(identify.type)))
-    out.transitions.extend(stages.mql_rule(scores, triggers))
-    out.transitions.extend(stages.sql_rule(scores, triggers))
-    prune(known, model)
-    return out
+    known.clock = _latest(known.clock, visitor.clock)
+    known.last_event = _latest(known.last_event, visitor.last_event)
 
 
 def _latest(a: int | None, b: int | None) -> int | None:

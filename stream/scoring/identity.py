@@ -1,67 +1,90 @@
 """Identity: anonymous ids, user ids and emails to one stable lead_id, without I/O.
 
-The collector keys every record by its identity key (anonymous id, else user id, else email),
-so all records of one anonymous id meet in one partition, where its alias lives. User ids are
-authoritative: an event with a user id belongs to that lead. A visitor (anonymous id or an
-email we have not matched yet) is scored under a visitor lead id until it identifies; then its
-history is handed over to the known lead, once. An anonymous id that already belongs to another
-known lead is a conflict: its scored events stay where they are.
+Each lead lives in one *home partition*: a known lead where its user id hashes, a cookie
+visitor where its anonymous id hashes, an email visitor where its (normalised) email hashes.
+The collector keys every record so that it lands in the home partition of the person it
+belongs to (`stream/collector/directory.py`); a record that lands elsewhere is forwarded.
 
-The hand-over takes two hops (the visitor's partition ships its state to the lead's), so a
-later event of the same anonymous id sent straight to the lead could overtake it. Such events
-therefore keep travelling through the visitor's partition (`via`), which forwards them in
-order after the merge.
+A user id is authoritative: an event that carries one belongs to that lead. When an event ties
+a user id to an anonymous id (or an identify ties it to an email) for the first time, the
+visitor's history joins the lead at that instant (scoring-model.md section 6). If the visitor
+lives in this partition it is merged at once; otherwise the lead *pulls* it: a pull goes to the
+visitor's home partition, which answers with the visitor's state, and the lead's later events
+wait behind the merge (`stream/worker/pipeline.py`). An anonymous id that already belongs to
+another known lead is a conflict: its scored events stay where they are.
+
+Emails never appear in lead ids or alias keys: both use a keyed HMAC of the normalised
+address, so a lead id in a log or an API path does not tell who it is, and nobody without the
+secret can test whether an address is a lead.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 ANON_PREFIX = "anon:"
 EMAIL_PREFIX = "email:"
+DEV_IDENTITY_SECRET = "leadstream-dev-identity-secret"
 
 
-def alias_key(kind: str, value: str) -> str:
-    """Key of the alias table: `a:<anonymous id>` or `e:<email>`."""
-    return f"{kind}:{value.strip().lower() if kind == 'e' else value}"
+def secret_or_dev(secret: str) -> str:
+    """The identity secret; without one, the development secret, said loudly (lead ids made
+    with it are not private: set LEADSTREAM_IDENTITY_SECRET in production)."""
+    if secret:
+        return secret
+    logging.getLogger("leadstream").warning(
+        "LEADSTREAM_IDENTITY_SECRET is not set: email-only lead ids use the development "
+        "secret and anyone can test whether an address is a lead; set a long random value"
+    )
+    return DEV_IDENTITY_SECRET
 
 
-def visitor_lead_id(kind: str, value: str) -> str:
-    """Lead id of a not-yet-identified visitor. Emails are hashed: lead ids reach logs and keys."""
-    if kind == "a":
-        return ANON_PREFIX + value
-    digest = hashlib.sha256(value.strip().lower().encode()).hexdigest()[:24]
-    return EMAIL_PREFIX + digest
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def email_digest(email: str, secret: str) -> str:
+    """Keyed digest of a normalised email: what lead ids and alias keys carry instead of it."""
+    mac = hmac.new(secret.encode(), normalise_email(email).encode(), hashlib.sha256)
+    return mac.hexdigest()[:24]
 
 
 def is_visitor(lead_id: str) -> bool:
     return lead_id.startswith((ANON_PREFIX, EMAIL_PREFIX))
 
 
-def home_key(lead_id: str) -> str:
-    """The key whose partition holds a lead's state and its by-lead records.
+@dataclass(frozen=True)
+class Pull:
+    """A visitor whose history joins a lead, fetched from the visitor's home partition."""
 
-    A cookie visitor lives where the collector puts its records (keyed by the anonymous id),
-    so its events are scored in the partition they arrive in, without a hop through
-    `leads.events.by_lead`; a known lead lives under its own id, as does an email visitor
-    (its lead id is a hash: the email it came from is not known later).
-    """
-    return lead_id[len(ANON_PREFIX) :] if lead_id.startswith(ANON_PREFIX) else lead_id
+    kind: str  # "a" (cookie) or "e" (email)
+    value: str  # the anonymous id, or the email digest
+    home: int  # the visitor's home partition
+
+    @property
+    def alias(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+    @property
+    def visitor_id(self) -> str:
+        return (ANON_PREFIX if self.kind == "a" else EMAIL_PREFIX) + self.value
 
 
 @dataclass
 class Resolution:
-    """What the identity step decided for one record."""
+    """What the identity step decided for one event in one partition."""
 
     lead_id: str
+    home: int  # the lead's home partition
     alias_writes: dict[str, str] = field(default_factory=dict)
-    handover_from: str | None = None  # a visitor lead whose history joins `lead_id`
+    local_visitors: list[str] = field(default_factory=list)  # visitors here, to merge now
+    pulls: list[Pull] = field(default_factory=list)  # visitors elsewhere, to pull
     conflict_with: str | None = None  # the other known lead an anonymous id belongs to
-    email_alias: tuple[str, str] | None = None  # (email, lead_id) to record in email's partition
-    via: str | None = None  # a handed-over visitor lead whose partition forwards the event
 
 
 def _as_str(value: Any) -> str | None:
@@ -71,59 +94,112 @@ def _as_str(value: Any) -> str | None:
     return text or None
 
 
-def resolve(event: Mapping[str, Any], lookup: Callable[[str], str | None]) -> Resolution:
-    """Decide the lead of one canonical event; `lookup` reads this partition's alias table."""
-    anon, user, email = (
-        _as_str(event.get("anonymous_id")),
-        _as_str(event.get("user_id")),
-        _as_str(event.get("email")),
-    )
-    if event.get("type") == "identity.alias":
-        # A control record sent to the email's partition: "this email belongs to lead X".
-        target = _as_str(event.get("lead_id"))
-        if email is None or target is None:
-            raise ValueError("identity.alias needs email and lead_id")
-        return _claim("e", email, target, lookup)
-    if anon is not None:
+class Identity:
+    """Resolves events against one partition's alias table (`lookup`), for `partitions`."""
+
+    def __init__(self, partitions: int, secret: str, partition_of: Callable[[bytes, int], int]):
+        self.partitions = partitions
+        self.secret = secret
+        self.partition_of = partition_of
+
+    def home_of_user(self, user_id: str) -> int:
+        return self.partition_of(user_id.encode(), self.partitions)
+
+    def home_of(self, lead_id: str) -> int | None:
+        """The home partition of a lead id, where it can be told from the id alone (known
+        leads and cookie visitors; an email visitor's id is a digest, not its key)."""
+        if lead_id.startswith(EMAIL_PREFIX):
+            return None
+        if lead_id.startswith(ANON_PREFIX):
+            return self.partition_of(lead_id[len(ANON_PREFIX) :].encode(), self.partitions)
+        return self.home_of_user(lead_id)
+
+    def resolve(
+        self, event: Mapping[str, Any], partition: int, lookup: Callable[[str], str | None]
+    ) -> Resolution:
+        """Decide the lead of one canonical event arriving in `partition`.
+
+        ValueError when the event has no id at all (the collector never sends one).
+        """
+        anon = _as_str(event.get("anonymous_id"))
+        user = _as_str(event.get("user_id"))
+        email = _as_str(event.get("email"))
+        if user is None and isinstance(event.get("lead_id"), str) and event["lead_id"]:
+            user = str(event["lead_id"]) if not is_visitor(str(event["lead_id"])) else None
         if user is not None:
-            resolution = _claim("a", anon, user, lookup)
-        else:
-            resolution = _follow("a", anon, lookup)
-    elif user is not None:
-        resolution = Resolution(lead_id=user)
-    elif email is not None:
-        return _follow("e", email, lookup)
-    else:
+            found = Resolution(lead_id=user, home=self.home_of_user(user))
+            if anon is not None:
+                self._claim(
+                    found,
+                    "a",
+                    anon,
+                    self.partition_of(anon.encode(), self.partitions),
+                    partition,
+                    lookup,
+                )
+            if email is not None and event.get("type") == "identify":
+                self._claim(
+                    found,
+                    "e",
+                    email_digest(email, self.secret),
+                    self.partition_of(normalise_email(email).encode(), self.partitions),
+                    partition,
+                    lookup,
+                    conflicts=False,
+                )
+            return found
+        if anon is not None:
+            return self._follow("a", anon, anon.encode(), partition, lookup)
+        if email is not None:
+            digest = email_digest(email, self.secret)
+            return self._follow("e", digest, normalise_email(email).encode(), partition, lookup)
         raise ValueError("event has no anonymous_id, user_id or email")
-    if email is not None and user is not None and event.get("type") == "identify":
-        resolution.email_alias = (email, user)
-    return resolution
 
+    def _follow(
+        self,
+        kind: str,
+        value: str,
+        key: bytes,
+        partition: int,
+        lookup: Callable[[str], str | None],
+    ) -> Resolution:
+        """An event with a visitor id only: the lead its alias names, else the visitor."""
+        alias = f"{kind}:{value}"
+        known = lookup(alias)
+        visitor_home = self.partition_of(key, self.partitions)
+        if known is not None:
+            home = self.home_of(known)
+            return Resolution(lead_id=known, home=visitor_home if home is None else home)
+        visitor = (ANON_PREFIX if kind == "a" else EMAIL_PREFIX) + value
+        if visitor_home != partition:
+            # Not the visitor's home: it may be known there (or not yet); it is decided there.
+            return Resolution(lead_id=visitor, home=visitor_home)
+        return Resolution(lead_id=visitor, home=visitor_home, alias_writes={alias: visitor})
 
-def _handed_over(key: str) -> str:
-    return f"h:{key}"
-
-
-def _follow(kind: str, value: str, lookup: Callable[[str], str | None]) -> Resolution:
-    key = alias_key(kind, value)
-    known = lookup(key)
-    if known is not None:
-        return Resolution(lead_id=known, via=lookup(_handed_over(key)))
-    visitor = visitor_lead_id(kind, value)
-    return Resolution(lead_id=visitor, alias_writes={key: visitor})
-
-
-def _claim(kind: str, value: str, user: str, lookup: Callable[[str], str | None]) -> Resolution:
-    key = alias_key(kind, value)
-    current = lookup(key)
-    if current is None:
-        return Resolution(lead_id=user, alias_writes={key: user})
-    if current == user:
-        return Resolution(lead_id=user, via=lookup(_handed_over(key)))
-    if is_visitor(current):
-        return Resolution(
-            lead_id=user,
-            alias_writes={key: user, _handed_over(key): current},
-            handover_from=current,
-        )
-    return Resolution(lead_id=user, conflict_with=current)
+    def _claim(
+        self,
+        found: Resolution,
+        kind: str,
+        value: str,
+        visitor_home: int,
+        partition: int,
+        lookup: Callable[[str], str | None],
+        *,
+        conflicts: bool = True,
+    ) -> None:
+        """The user `found.lead_id` claims a cookie or an email: merge its visitor, once."""
+        alias = f"{kind}:{value}"
+        current = lookup(alias)
+        user = found.lead_id
+        if current == user:
+            return
+        pull = Pull(kind, value, visitor_home)
+        if current is None:
+            found.alias_writes[alias] = user
+            if visitor_home != partition:
+                found.pulls.append(pull)  # the visitor's home decides: history, or nothing
+        elif is_visitor(current):
+            found.alias_writes[alias] = user
+            found.local_visitors.append(current)
+        elif conflicts:
+            found.conflict_with = current

@@ -1,4 +1,12 @@
-"""Fold a JSON-lines file of canonical events through the engine, as the replay command does."""
+"""`leadstream replay`: the worker's own pipeline over in-memory tables, fed a file of events.
+
+Each line is a canonical event as the collector wrote it to a channel topic; file order is the
+order the collector accepted them. The lines go through `stream.worker.pipeline.Pipeline` —
+the same identity step (visitors, identifies, merges, conflicts) and scoring step as the live
+worker — with one partition, so every lead is at home and no record needs to travel. Replay
+of the channel topics therefore equals the live worker by construction; the worker's
+co-partition merge and merge protocol are what make it equal with more partitions.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +20,15 @@ from typing import Any, TextIO
 import orjson
 
 from stream.errors import LeadstreamError
-from stream.scoring.engine import apply, tick
+from stream.scoring.engine import tick
 from stream.scoring.events import EPOCH, Event, EventError, format_us, parse_time, us_to_t
 from stream.scoring.explain import Transition, snapshot
+from stream.scoring.identity import DEV_IDENTITY_SECRET, Identity
 from stream.scoring.model import Model, load_model
-from stream.scoring.state import LeadState, new_state
+from stream.scoring.state import LeadState
+
+LAND_EVERY = 2000  # lines between landings of staged writes (reads see them either way)
+BY_LEAD = "leads.events.by_lead"
 
 
 class ReplayError(LeadstreamError):
@@ -57,25 +69,48 @@ def replay_lines(
     on_error: Callable[[int, str], None] | None = None,
     stats: ReplayStats | None = None,
     states: dict[str, LeadState] | None = None,
+    secret: str = "",
 ) -> Iterator[dict[str, Any]]:
     """Yield the replay output: transition lines in order, then one lead line per lead.
 
-    Events are applied per lead in file order; events after `until` are ignored; at the end
-    daily ticks fire up to and including `until` (default: the largest event time in the
-    file) and each lead, in first-seen order, is evaluated at that instant. Bad lines go to
-    `on_error(line_number, message)` (default: stderr) and the fold goes on. When `states` is
-    given it is filled with every lead's final state by lead id (reports read their ledgers).
+    Events are applied in file order through the worker's pipeline; events after `until` are
+    ignored; at the end timers fire up to and including `until` (default: the largest event
+    time in the file) and each lead, in first-seen order, is evaluated at that instant. A
+    line with a `lead_id` belongs to that lead as it is (hand-written histories, the by-lead
+    topic); the others are resolved as the worker resolves them.
+    Bad lines go to `on_error(line_number, message)` (default: stderr) and the fold goes on.
+    When `states` is given it is filled with every lead's final state by lead id (reports
+    read their ledgers). `secret` is the identity secret, for email visitors' lead ids to
+    equal the worker's.
     """
+    from stream.topics import CHANNEL_TOPIC, partition_for
+    from stream.worker.pipeline import Pipeline, Tables
+    from stream.worker.processor import Record, channel_source
+    from stream.worker.ticks import TickScheduler
+
     report = on_error or _stderr
     stats = stats if stats is not None else ReplayStats()
     until_us = None if until is None else _to_us(until)
-    leads: dict[str, LeadState] = states if states is not None else {}
+    table: dict[bytes, bytes] = {}
+    aliases: dict[str, str] = {}
+    merges: dict[str, str] = {}
+    identity = Identity(1, secret or DEV_IDENTITY_SECRET, partition_for)
+    pipeline = Pipeline(
+        Tables.shared(aliases, table, merges),
+        model,
+        identity,
+        TickScheduler({}),
+        BY_LEAD,
+        merge_timeout=float("inf"),
+        trust_lead_ids=True,
+    )
     last_us: int | None = None
     for number, raw in enumerate(lines, 1):
         if not raw.strip():
             continue
         try:
-            event = Event.from_dict(orjson.loads(raw))
+            body = orjson.loads(raw)
+            event = Event.from_dict(body)
         except orjson.JSONDecodeError as exc:
             stats.bad_lines += 1
             report(number, f"not valid JSON ({exc.msg} at column {exc.colno})")
@@ -84,23 +119,35 @@ def replay_lines(
             stats.bad_lines += 1
             report(number, f"not a valid event: {exc}")
             continue
-        key = event.key
-        if key is None:
+        if event.key is None:
             stats.bad_lines += 1
             report(number, "no lead_id (nor user_id, email, anonymous_id): cannot key the event")
             continue
         if until_us is not None and event.t_us > until_us:
             stats.after_until += 1
             continue
-        state = leads.get(key)
-        if state is None:
-            state = leads[key] = new_state(key)
-        outcome = apply(state, event, model)
+        topic = f"leads.events.{CHANNEL_TOPIC.get(str(body.get('channel')), 'web')}"
+        source = channel_source(topic, 0)
+        queue = [Record(topic, 0, number, None, orjson.dumps(body), [], source)]
+        while queue:
+            emit = pipeline.process(queue.pop(0))
+            for key, hop, headers, _home in emit.by_lead:  # none with one partition
+                queue.append(Record(BY_LEAD, 0, -1, key, b"", headers, None, hop))
+            for _key, _value, dl_headers in emit.deadletters:
+                error = dict(dl_headers).get("error", b"").decode()
+                stats.bad_lines += 1
+                report(number, f"not a valid event: {error}")
+            for transition in emit.transitions:
+                yield transition.to_dict()
         stats.events += 1
         last_us = event.t_us if last_us is None else max(last_us, event.t_us)
-        for transition in outcome.transitions:
-            yield transition.to_dict()
+        if number % LAND_EVERY == 0:
+            pipeline.write_landing(pipeline.take_landing())
+    pipeline.write_landing(pipeline.take_landing())
     end_us = until_us if until_us is not None else last_us
+    leads = {key.decode(): LeadState.decode(value) for key, value in table.items()}
+    if states is not None:
+        states.update(leads)
     if end_us is None:
         return
     end_t = us_to_t(end_us)
@@ -119,6 +166,8 @@ def run_replay(
     model_path: str | Path | None,
     until: datetime | str | None,
     out: TextIO,
+    *,
+    secret: str = "",
 ) -> int:
     """The `leadstream replay` command: write JSON lines to `out`; return the bad-line count.
 
@@ -134,7 +183,7 @@ def run_replay(
     except OSError as exc:
         raise ReplayError(f"{path}: cannot read the events file: {exc.strerror}") from None
     with source:
-        for item in replay_lines(source, model, until, stats=stats):
+        for item in replay_lines(source, model, until, stats=stats, secret=secret):
             out.write(orjson.dumps(item).decode())
             out.write("\n")
     if stats.after_until:

@@ -10,30 +10,32 @@ transactions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any, cast
 
 import faust
 import orjson
 from aiohttp.web import Response
 from aiokafka.errors import KafkaError
+from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from stream.deadletter import Headers
 from stream.lag import export_lag_forever
 from stream.scoring import AccountState, LeadState, Model, load_model
 from stream.scoring.account import account_engagement
-from stream.scoring.identity import home_key
+from stream.scoring.identity import Identity, secret_or_dev
 from stream.settings import Settings
 from stream.store.redis import LeadStore
 from stream.topics import Topics, ensure_topics, partition_for
 from stream.worker import faustfix
 from stream.worker.gapguard import GapGuard, Verdict
 from stream.worker.offsets import seed_group_offsets, starting_offsets
-from stream.worker.pipeline import Pipeline
-from stream.worker.processor import AccountStep, Emit, IdentityStep, Record, ScoringStep
+from stream.worker.order import CoPartitionMerge
+from stream.worker.pipeline import Pipeline, Tables
+from stream.worker.processor import AccountStep, Emit, Record, channel_source, header
 from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
@@ -50,7 +52,7 @@ RAW: dict[str, Any] = {
 class RedisFlusher:
     """Coalesces snapshot writes: a lead scored 50 times in 200 ms is written once."""
 
-    def __init__(self, settings: Settings, scoring: ScoringStep):
+    def __init__(self, settings: Settings, scoring: Pipeline):
         self.settings = settings
         self.scoring = scoring
         self.dirty: dict[str, LeadState] = {}
@@ -151,8 +153,14 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # SIGKILL quick. Heartbeats run in the client's own task, three per session.
         "broker_session_timeout": 6.0,
         "broker_heartbeat_interval": 2.0,
+        # A revocation must not wait for records held unacknowledged (for order, or behind a
+        # merge): Faust commits what was acknowledged and the new owner reads the rest again.
+        "stream_wait_empty": False,
         "rocksdb_options": rocksdb_options(settings),
     }
+
+
+WAKE_KEY = b"__wake__"
 
 
 def create_app(settings: Settings, model: Model | None = None) -> faust.App:
@@ -164,7 +172,6 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         producer_linger=0.005,
         **faust_options(settings),
     )
-    crm_name = topics.events("crm")
     by_lead_topic = app.topic(topics.by_lead, partitions=settings.partitions, **RAW)
     # Tables pick their codec from key_type/value_type: bytes is raw, anything else JSON.
     # Changelogs stay compacted-only (faust's default for tables): a changelog emptied by
@@ -173,29 +180,39 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     aliases = app.Table("aliases", key_type=str, value_type=str, partitions=parts)
     states = app.Table("lead_state", key_type=bytes, value_type=bytes, partitions=parts)
     tick_due = app.Table("tick_due", key_type=str, value_type=str, partitions=parts)
+    merges = app.Table("merges", key_type=str, value_type=str, partitions=parts)
     account_table = app.Table("accounts", key_type=bytes, value_type=bytes, partitions=parts)
     accounts_topic = app.topic(topics.accounts, partitions=parts, **RAW)
 
-    identity = IdentityStep(aliases)
     ticks = TickScheduler(tick_due)
     flusher: RedisFlusher
-    scoring = ScoringStep(states, model, ticks, lambda lead_id, state: flusher.mark(lead_id, state))
-    flusher = RedisFlusher(settings, scoring)
-    pipeline = Pipeline(identity, scoring, topics.by_lead)
+    identity = Identity(parts, secret_or_dev(settings.identity_secret), partition_for)
+    pipeline = Pipeline(
+        Tables.shared(aliases, states, merges),
+        model,
+        identity,
+        ticks,
+        topics.by_lead,
+        merge_timeout=settings.worker_merge_timeout_seconds,
+        on_state=lambda lead_id, state: flusher.mark(lead_id, state),
+    )
+    flusher = RedisFlusher(settings, pipeline)
+    inputs_in_order = [*topics.channel_topics, topics.by_lead]
+    order: CoPartitionMerge[Record] = CoPartitionMerge(
+        inputs_in_order, settings.worker_order_wait_ms / 1000.0
+    )
     last_seen: dict[int, float] = {}  # partition -> when the agent last saw a record of it
+    produced_next: dict[int, int] = {}  # by-lead partition -> offset after our last record
+    woken: dict[int, float] = {}  # partition -> when a wake record was last sent to it
 
     def produce_all(emits: list[Emit]) -> list[Outgoing]:
-        """The records of a batch's emits, in order. By-lead records go to their lead's home
-        partition (see `home_key`)."""
+        """The records of a batch's emits, in order; by-lead records to their lead's home."""
         out: list[Outgoing] = []
         for emit in emits:
             for key, value, headers in emit.handoffs:
                 out.append((topics.handoff, key, value, headers, None))
-            for key, body, headers in emit.by_lead:
-                home = partition_for(home_key(key.decode()).encode(), settings.partitions)
+            for key, body, headers, home in emit.by_lead:
                 out.append((topics.by_lead, key, orjson.dumps(body), headers, home))
-            for _channel, key, value in emit.channel:  # only identity.alias controls, to crm
-                out.append((crm_name, key, value, [], None))
             for dl_key, dl_value, dl_headers in emit.deadletters:
                 out.append((topics.deadletter, dl_key, dl_value, dl_headers, None))
             for key, value in emit.ledger:
@@ -211,7 +228,7 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         again until it has.
 
         An exception escaping the agent would ack the batch and lose it, so a failed send
-        waits and repeats the whole batch: handoffs repeat with the same ce_id, by-lead events
+        waits and repeats the whole batch: handoffs repeat with the same ce_id, by-lead records
         are no-ops the second time, so repeating is safe. Straight to the Kafka client, not
         through Faust's topic objects: a third of the worker's time went there.
         """
@@ -224,7 +241,11 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                     for topic, key, value, headers, partition in records
                 ]
                 for fut in waits:
-                    await fut
+                    meta = await fut
+                    if meta.topic == topics.by_lead:
+                        produced_next[meta.partition] = max(
+                            produced_next.get(meta.partition, 0), meta.offset + 1
+                        )
                 return
             except KafkaError as exc:
                 log.warning("producing failed (%s); retrying in %.1fs", exc, delay)
@@ -235,23 +256,57 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         m = event.message
         raw: Any = m.headers.items() if isinstance(m.headers, dict) else (m.headers or [])
         headers = [(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in raw]
-        return Record(m.topic, m.partition, m.offset, m.key, m.value or b"", headers)
+        source = None if m.topic == topics.by_lead else channel_source(m.topic, m.partition)
+        return Record(
+            m.topic, m.partition, m.offset, m.key, m.value or b"", headers, source, ref=event
+        )
 
-    def write_staged(batch: Sequence[faust.types.EventT[Any]]) -> None:
+    def stamp(record: Record) -> int:
+        """The acceptance stamp (µs) that orders a partition's inputs: the collector's
+        `accepted_at` header (kept by by-lead records), else the record's own timestamp."""
+        accepted = header(record, "accepted_at")
+        if accepted is not None and accepted.isdigit():
+            return int(accepted)
+        return int(cast(Any, record.ref).message.timestamp * 1_000_000)
+
+    def caught_up_in(partition: int, topic: str) -> bool:
+        return caught_up(topic, partition)
+
+    def caught_up(topic: str, partition: int) -> bool:
+        """Whether this worker has been handed everything the input had when last fetched
+        (and every by-lead record it produced there itself)."""
+        tp = TP(topic, partition)
+        delivered = guard.next.get(tp)
+        if delivered is None:
+            return False
+        try:
+            highwater = app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not assigned (any more), or not fetched yet
+            return False
+        if highwater is None:
+            return False
+        if topic == topics.by_lead:
+            highwater = max(highwater, produced_next.get(partition, 0))
+        return delivered >= highwater
+
+    def write_landing(at: dict[int, faust.types.EventT[Any]]) -> None:
         """The batch's table writes, each under an event of its partition (Faust picks the
         RocksDB store and the changelog partition from the current event)."""
-        staged = pipeline.take_staged()
-        at: dict[int, faust.types.EventT[Any]] = {e.message.partition: e for e in batch}
-        for lead_id, (state, partition) in staged.states.items():
+        landing = pipeline.take_landing()
+        for (partition, lead_id), state in landing.states.items():
             faustfix.set_current_event(at[partition])
             if state is None:
                 states.pop(lead_id.encode(), None)
             else:
                 states[lead_id.encode()] = state.encode()
-        for key, (lead_id, partition) in staged.aliases.items():
-            faustfix.set_current_event(at[partition])
-            aliases[key] = lead_id
-        for visitor_id, lead_id in staged.absorbed:
+        for table, writes in ((aliases, landing.aliases), (merges, landing.merges)):
+            for (partition, key), value in writes.items():
+                faustfix.set_current_event(at[partition])
+                if value is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = value
+        for visitor_id, lead_id in landing.absorbed:
             flusher.absorb(visitor_id, lead_id)
 
     guard = GapGuard()
@@ -279,14 +334,39 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     async def watch_for_stalls() -> None:
         if not guard.next or not waiting or not waiting[0].empty():
             return  # records are waiting: they will be admitted (or found a hole) first
-        positions = {tp: await app.consumer.position(cast(Any, tp)) for tp in list(guard.next)}
+        mine = set(app.consumer.assignment())
+        positions: dict[Any, int | None] = {}
+        for tp in list(guard.next):
+            if tp in mine:  # revoked since: not ours to ask about (faust raises)
+                try:
+                    positions[tp] = await app.consumer.position(cast(Any, tp))
+                except Exception:  # noqa: BLE001 - revoked between the check and the call
+                    continue
         await refetch(guard.stalled(positions))
 
-    async def land(batch: list[faust.types.EventT[Any]], emits: list[Emit]) -> None:
-        """Produce a batch's records, wait for their acks, write the tables; then the batch
-        may be acknowledged to Faust (and its offsets committed)."""
+    @app.timer(0.05)  # type: ignore[untyped-decorator]
+    async def wake_held() -> None:
+        """Records held for order, or behind an overdue merge, go once the inputs they wait
+        for are caught up or their wait is over; the agent only runs when a record comes, so
+        a small `wake` record is sent through the partition to let it decide."""
+        if not waiting or not waiting[0].empty():
+            return
+        now = time.monotonic()
+        for partition in {*order.waiting(), *(p for p, _l in pipeline.waiting_since)}:
+            if now - woken.get(partition, 0.0) < 0.1:
+                continue
+            if order.ready(partition, functools.partial(caught_up_in, partition)) or (
+                pipeline.overdue(partition)
+            ):
+                woken[partition] = now
+                body = orjson.dumps({"control": "wake"})
+                await by_lead_topic.send(key=WAKE_KEY, value=body, partition=partition)
+
+    async def land(emits: list[Emit], at: dict[int, faust.types.EventT[Any]]) -> None:
+        """Produce a batch's records, wait for their acks, write the tables; then its
+        finished records may be acknowledged to Faust (and their offsets committed)."""
         await send_all(emits)
-        write_staged(batch)
+        write_landing(at)
         for emit in emits:
             flusher.add(emit)
 
@@ -294,37 +374,52 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
 
     @app.agent(app.topic(*topics.channel_topics, topics.by_lead, **RAW), concurrency=1)
     async def pipeline_agent(stream: faust.StreamT[bytes]) -> None:
-        """Every input record in order, landed in batches: a batch grows while more records
-        are already waiting (up to `worker_batch_max`) and lands as soon as none is, so a busy
-        worker shares acks and table writes across many records and an idle one adds no delay.
+        """Every input record, in acceptance order per partition, landed in batches: a batch
+        grows while more records are already waiting (up to `worker_batch_max`) and lands as
+        soon as none is, so a busy worker shares acks and table writes across many records
+        and an idle one adds no delay.
 
-        Acks are manual, after the batch has landed. Not `Stream.take_events`: its background
-        drainer lost runs of records after restarts with a backlog (seen in the kill test).
+        Acks are manual, after the batch has landed, and only for records finished: one held
+        for order or behind a merge stays unacknowledged (so uncommitted) until it is done.
+        Not `Stream.take_events`: its background drainer lost runs of records after restarts
+        with a backlog (seen in the kill test).
         """
         manual = cast(faust.Stream[bytes], stream).noack()  # not on StreamT's type
         waiting[:] = [cast(Any, stream.channel).queue]
-        batch: list[faust.types.EventT[Any]] = []
         emits: list[Emit] = []
+        at: dict[int, faust.types.EventT[Any]] = {}
         async for event in manual.events():
-            verdict = guard.admit(event.message.tp, event.message.offset)
+            message = event.message
+            verdict = guard.admit(message.tp, message.offset)
             if verdict is Verdict.REPEAT:
                 await manual.ack(event)
                 continue
             if verdict is Verdict.HOLE:
-                faustfix.forget_delivery(app.consumer, event.message)
+                faustfix.forget_delivery(app.consumer, message)
                 await refetch(dict(guard.holes))
                 continue
-            faustfix.set_current_event(event)  # tick_due writes happen while processing
-            record = to_record(event)
-            last_seen[record.partition] = time.monotonic()
-            emits.append(pipeline.process(record))
-            batch.append(event)
-            if len(batch) < settings.worker_batch_max and not waiting[0].empty():
+            partition = message.partition
+            last_seen[partition] = time.monotonic()
+            at[partition] = event
+            if message.topic == topics.by_lead and message.key == WAKE_KEY:
+                await manual.ack(event)
+                faustfix.set_current_event(event)
+                emits.append(pipeline.expire(partition))
+            else:
+                record = to_record(event)
+                order.add(record.topic, partition, stamp(record), record)
+            for ready in order.release(partition, functools.partial(caught_up_in, partition)):
+                faustfix.set_current_event(ready.ref)  # tick_due writes happen while processing
+                emits.append(pipeline.process(ready))
+            if len(emits) < settings.worker_batch_max and not waiting[0].empty():
                 continue
-            await land(batch, emits)
-            for done in batch:
-                await manual.ack(done)
-            batch, emits = [], []
+            if emits:
+                await land(emits, at)
+                for emit in emits:
+                    for done in emit.done:
+                        if done.ref is not None:
+                            await manual.ack(done.ref)
+            emits, at = [], {}
 
     accounts = AccountStep(account_table, model)
 
@@ -364,7 +459,11 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         )
 
     async def on_rebalance(sender: Any, **kwargs: Any) -> None:
+        """Faust seeks every partition back to its committed offset after a rebalance, so
+        what this worker held (for order, or behind a merge) comes again: let it go."""
         ticks.forget_partitions()
+        order.drop(())
+        pipeline.forget_partitions(())
         await expect_committed()
 
     app.on_rebalance_complete.connect(on_rebalance)  # type: ignore[arg-type]

@@ -1,99 +1,617 @@
-"""One worker step for every input record, in batches: identity, then scoring where possible.
+"""The worker's pipeline for every input record: identity, merges, scoring. No Kafka, no Faust.
 
-Each record is processed once, in order, by one agent: a channel record passes the identity
-step, and if its lead lives in the partition the record arrived in (its home key is the
-record's key: a known lead keyed by its user id, a cookie visitor keyed by its anonymous id)
-it is scored right there. Only records whose lead lives elsewhere (a cookie that identified as
-a known lead, a hand-over, an email-only visitor) take the hop through `leads.events.by_lead`
-and are scored when they come back. One pass through Faust instead of two is most of the
-worker's throughput (docs/benchmarks.md).
+The Faust agent (`stream/worker/app.py`) and `leadstream replay` (`stream/scoring/replay.py`)
+both drive this class, so replay of the channel topics equals the live worker by construction.
 
-Table writes of a batch are staged: later records of the batch read them at once, but the
-tables get them only after every record the batch produced has been acknowledged. If a state
-write landed and its handoff did not, the repeated record would be a no-op (its offset is
-below the lead's watermark) and the handoff would be lost.
+A channel record arrives in the home partition of the person it belongs to (the collector
+keys it so, `stream/collector/directory.py`). The identity step decides its lead
+(`stream.scoring.identity`); if the lead lives here the event is scored at once, otherwise it
+is forwarded through `leads.events.by_lead` to the lead's home partition.
+
+When an event first ties a user id to a visitor that lives in another partition, the visitor's
+history must join the lead before the event applies (scoring-model.md section 6). The lead's
+home then *pulls* it: a `pull` record goes to the visitor's home partition, which answers with
+a `merged` record carrying the visitor's state (and points the visitor's alias at the lead).
+Until every answer is in, the lead has a pending merge (in the `merges` table, so it survives
+a restart) and every later record of that lead in this partition is *parked*: held, in order,
+unacknowledged, and processed right after the merge. A merge that waits longer than
+`merge_timeout` (seconds) is completed with what arrived; a late answer still joins the lead
+when it comes. Nothing is dropped.
+
+Records produced by one record are returned as an `Emit`; table writes are staged
+(`stream/worker/staging.py`) until the batch has landed.
 """
 
 from __future__ import annotations
 
+import base64
+import logging
+import time
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from stream.scoring import LeadState
-from stream.scoring.identity import home_key
-from stream.worker.processor import Emit, IdentityStep, Record, ScoringStep, channel_source
+import orjson
+
+from stream import metrics
+from stream.deadletter import Headers
+from stream.scoring import (
+    Event,
+    LeadState,
+    Model,
+    Outcome,
+    apply,
+    catch_up,
+    contact_update,
+    merge_states,
+    new_state,
+    next_tick_at,
+    snapshot,
+)
+from stream.scoring.identity import Identity, Pull, Resolution, is_visitor
+from stream.scoring.state import remember_id, seen_before
+from stream.worker.handoff import handoff_record
+from stream.worker.processor import Emit, Record, dead_letter, header
+from stream.worker.staging import Staged
+from stream.worker.ticks import TickScheduler
+
+log = logging.getLogger("leadstream.worker")
+SCORING_SECONDS = metrics.PROCESSING_DURATION.labels(agent="scoring")
+APPLIED = metrics.EVENTS_PROCESSED.labels(outcome="applied")
+DUPLICATE = metrics.EVENTS_PROCESSED.labels(outcome="duplicate")
+PARKED = metrics.EVENTS_PROCESSED.labels(outcome="parked")
+MAX_HOPS = 3  # a forwarded event that would travel further is dead-lettered (a routing loop)
 
 
 @dataclass
-class Staged:
-    """What a batch writes to the tables, with the partition each write belongs to."""
+class Tables:
+    """The worker's tables as the pipeline sees them: by partition (see `Staged`)."""
 
-    states: dict[str, tuple[LeadState | None, int]] = field(default_factory=dict)
-    aliases: dict[str, tuple[str, int]] = field(default_factory=dict)
-    absorbed: list[tuple[str, str]] = field(default_factory=list)  # (visitor, lead) handed over
+    aliases: Callable[[int], MutableMapping[str, str]]
+    states: Callable[[int], MutableMapping[bytes, bytes]]
+    merges: Callable[[int], MutableMapping[str, str]]
+
+    @classmethod
+    def shared(
+        cls,
+        aliases: MutableMapping[str, str],
+        states: MutableMapping[bytes, bytes],
+        merges: MutableMapping[str, str],
+    ) -> Tables:
+        """One table object for every partition (Faust's tables, or a one-partition replay)."""
+        return cls(lambda _p: aliases, lambda _p: states, lambda _p: merges)
+
+
+@dataclass
+class Landing:
+    """What a batch writes to the tables, by (partition, key), and the visitors handed over."""
+
+    states: dict[tuple[int, str], LeadState | None] = field(default_factory=dict)
+    aliases: dict[tuple[int, str], str | None] = field(default_factory=dict)
+    merges: dict[tuple[int, str], str | None] = field(default_factory=dict)
+    absorbed: list[tuple[str, str]] = field(default_factory=list)  # (visitor, lead)
 
 
 class Pipeline:
-    """Channel and by-lead records → emits, with the batch's table writes staged."""
+    """Input records → emits, with the batch's table writes staged."""
 
-    def __init__(self, identity: IdentityStep, scoring: ScoringStep, by_lead_topic: str):
+    def __init__(
+        self,
+        tables: Tables,
+        model: Model,
+        identity: Identity,
+        ticks: TickScheduler,
+        by_lead_topic: str,
+        *,
+        merge_timeout: float = 30.0,
+        on_state: Callable[[str, LeadState], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        trust_lead_ids: bool = False,
+    ):
+        self.model = model
         self.identity = identity
-        self.scoring = scoring
+        self.ticks = ticks
         self.by_lead_topic = by_lead_topic
-        # The values wait in the steps' `pending` (where later records read them); here only
-        # which partition each write belongs to, and the hand-overs.
-        self.state_partitions: dict[str, int] = {}
-        self.alias_partitions: dict[str, int] = {}
+        self.merge_timeout = merge_timeout
+        self.on_state = on_state or (lambda _lead, _state: None)
+        self.clock = clock
+        # Replay files may name a line's lead outright (`lead_id`); the public topics never.
+        self.trust_lead_ids = trust_lead_ids
+        self.aliases: Staged[str, str] = Staged(tables.aliases)
+        self.states: Staged[str, LeadState] = Staged(_Decoded(tables.states))
+        self.merges: Staged[str, str] = Staged(tables.merges)
         self.absorbed: list[tuple[str, str]] = []
+        # (partition, lead) -> records held behind its pending merge, in arrival order
+        self.parked: dict[tuple[int, str], list[Record]] = {}
+        self.waiting_since: dict[tuple[int, str], float] = {}
+
+    # -- entry points --------------------------------------------------------------------
 
     def process(self, record: Record) -> Emit:
-        if record.topic == self.by_lead_topic:
-            emit = self.scoring.process(record)
-        else:
-            emit = self.identity.process(record)
-            self._stage_aliases(emit, record.partition)
-            local = self._at_home(record, emit)
-            if local is not None:
-                emit.extend(self.scoring.process(local))
-        self._stage_states(emit, record.partition)
+        """One input record. `Emit.done` lists the records it finished (itself unless parked,
+        and any parked records a completed merge released), for the caller to acknowledge."""
+        emit = Emit()
+        started = time.perf_counter()
+        try:
+            if record.topic == self.by_lead_topic:
+                self._by_lead(record, emit)
+            else:
+                self._channel(record, emit)
+        except Exception as exc:  # noqa: BLE001 - one bad record must never stop the partition
+            emit.deadletters.append(dead_letter(record, exc, "worker"))
+            emit.done.append(record)
+        SCORING_SECONDS.observe(time.perf_counter() - started)
         return emit
 
-    def _at_home(self, record: Record, emit: Emit) -> Record | None:
-        """The by-lead record to score here and now, taken out of `emit`, if its lead lives in
-        this partition (one record only: two would share one watermark position)."""
-        if len(emit.by_lead) != 1 or record.key is None:
-            return None
-        key, body, headers = emit.by_lead[0]
-        if home_key(key.decode()).encode() != record.key:
-            return None
-        emit.by_lead.clear()
-        source = channel_source(record.topic, record.partition)
-        return Record(
-            record.topic, record.partition, record.offset, key, record.value, headers, source, body
+    def expire(self, partition: int) -> Emit:
+        """Complete this partition's merges that waited longer than `merge_timeout`."""
+        emit = Emit()
+        now = self.clock()
+        for where, since in list(self.waiting_since.items()):
+            if where[0] == partition and now - since >= self.merge_timeout:
+                pending = self._pending(*where)
+                if pending is None:
+                    self.waiting_since.pop(where, None)
+                    continue
+                metrics.MERGE_TIMEOUTS.inc()
+                log.warning(
+                    "a merge waited %.0fs for %d visitor history(ies) from other partitions: "
+                    "applying the lead's held events now; the history joins when it arrives",
+                    now - since,
+                    len(pending["awaiting"]),
+                )
+                pending["awaiting"] = []  # answers still to come join late (`_late`)
+                self._complete(where[0], where[1], pending, emit)
+        return emit
+
+    def overdue(self, partition: int) -> bool:
+        """Whether a merge of this partition has waited past its timeout (see `expire`)."""
+        now = self.clock()
+        return any(
+            p == partition and now - since >= self.merge_timeout
+            for (p, _lead), since in self.waiting_since.items()
         )
 
-    def _stage_aliases(self, emit: Emit, partition: int) -> None:
-        for key, lead_id in emit.aliases.items():
-            self.identity.pending[key] = lead_id
-            self.alias_partitions[key] = partition
+    def forget_partitions(self, keep: Iterable[int]) -> None:
+        """After a rebalance: parked records of partitions no longer ours are not acknowledged
+        here; their new owner reads them again."""
+        mine = set(keep)
+        for where in list(self.parked):
+            if where[0] not in mine:
+                del self.parked[where]
+                self.waiting_since.pop(where, None)
+        self._gauges()
 
-    def _stage_states(self, emit: Emit, partition: int) -> None:
-        if emit.forget is not None:
-            visitor_id, _lead_id = emit.forget
-            self.scoring.pending[visitor_id] = None
-            self.state_partitions[visitor_id] = partition
-            self.absorbed.append(emit.forget)
-        for lead_id, state in emit.states.items():
-            self.scoring.pending[lead_id] = state
-            self.state_partitions[lead_id] = partition
-
-    def take_staged(self) -> Staged:
-        """The batch's writes, for the tables; reads go to the tables again from now on."""
-        staged = Staged(
-            {k: (self.scoring.pending[k], p) for k, p in self.state_partitions.items()},
-            {k: (self.identity.pending[k], p) for k, p in self.alias_partitions.items()},
+    def take_landing(self) -> Landing:
+        landing = Landing(
+            {(p, k): v for (p, k), v in self.states.take().items()},
+            self.aliases.take(),
+            self.merges.take(),
             self.absorbed,
         )
-        self.state_partitions, self.alias_partitions, self.absorbed = {}, {}, []
-        self.identity.pending.clear()
-        self.scoring.pending.clear()
-        return staged
+        self.absorbed = []
+        return landing
+
+    def write_landing(self, landing: Landing) -> None:
+        """Apply a landing to plain tables (replay, tests); the worker writes Faust's."""
+        self.states.write(landing.states)
+        self.aliases.write(landing.aliases)
+        self.merges.write(landing.merges)
+
+    # -- channel records -----------------------------------------------------------------
+
+    def _channel(self, record: Record, emit: Emit) -> None:
+        body = orjson.loads(record.value)
+        if not isinstance(body, dict):
+            raise TypeError("a canonical event must be a JSON object")
+        if body.get("type") == "identity.alias":
+            # Written by workers before 0.2 to the public crm topic: the alias now travels as
+            # a pull on the internal by-lead topic; the old record carries nothing to score.
+            emit.done.append(record)
+            return
+        lead_id = body.pop("lead_id", None)  # decided here, never taken from a public topic
+        if self.trust_lead_ids and isinstance(lead_id, str) and lead_id:
+            self._at_home(record, body, Resolution(lead_id, record.partition), emit)
+            return
+        self._route(record, body, emit, hops=0)
+
+    def _route(self, record: Record, body: dict[str, Any], emit: Emit, hops: int) -> None:
+        p = record.partition
+        found = self.identity.resolve(body, p, lambda key: self.aliases.get(p, key))
+        for key, lead_id in found.alias_writes.items():
+            self.aliases.put(p, key, lead_id)
+        if found.home != p:
+            self._forward(record, body, found.lead_id, found.home, emit, hops)
+            return
+        self._at_home(record, body, found, emit)
+
+    def _forward(
+        self,
+        record: Record,
+        body: dict[str, Any],
+        lead_id: str,
+        home: int,
+        emit: Emit,
+        hops: int,
+    ) -> None:
+        if hops >= MAX_HOPS:
+            raise RoutingLoopError(f"event forwarded {hops} times without reaching its lead")
+        forward = {"control": "event", "hops": hops + 1, "event": body}
+        if not is_visitor(lead_id):
+            forward["lead_id"] = lead_id  # a known lead: decided here, authoritative
+        emit.by_lead.append((lead_id.encode(), forward, _carry(record), home))
+        emit.done.append(record)
+
+    def _at_home(self, record: Record, body: dict[str, Any], found: Resolution, emit: Emit) -> None:
+        p, lead_id = record.partition, found.lead_id
+        if self._pending(p, lead_id) is not None:
+            self._park(p, lead_id, record)
+            return
+        if found.pulls:
+            self._start_merge(record, body, found, emit)
+            return
+        visitors = [self._hand_over(p, visitor, lead_id) for visitor in found.local_visitors]
+        conflicts = [found.conflict_with] if found.conflict_with else []
+        self._apply(record, record.position, lead_id, body, visitors, conflicts, emit)
+        emit.done.append(record)
+
+    # -- by-lead records -----------------------------------------------------------------
+
+    def _by_lead(self, record: Record, emit: Emit) -> None:
+        body = record.body if record.body is not None else orjson.loads(record.value)
+        if not isinstance(body, dict):
+            raise TypeError("a by-lead record must be a JSON object")
+        control = body.get("control")
+        if control == "event":
+            self._forwarded(record, body, emit)
+            return
+        emit.done.append(record)
+        if control == "pull":
+            self._on_pull(record, body, emit)
+        elif control == "merged":
+            self._on_merged(record, body, emit)
+        elif control == "clock":
+            self._fire_ticks(record, int(float(body["t"]) * 86_400_000_000), emit)
+        elif control == "wake":
+            emit.extend(self.expire(record.partition))
+        else:
+            raise TypeError(f"unknown by-lead record control {control!r}")
+
+    def _forwarded(self, record: Record, body: dict[str, Any], emit: Emit) -> None:
+        event = body["event"]
+        if not isinstance(event, dict):
+            raise TypeError("a forwarded event must be a JSON object")
+        hops = int(body.get("hops", 1))
+        lead_id = body.get("lead_id")
+        if not isinstance(lead_id, str):
+            self._route(record, event, emit, hops)
+            return
+        p = record.partition
+        home = self.identity.home_of(lead_id)
+        if home is not None and home != p:
+            self._forward(record, event, lead_id, home, emit, hops)
+            return
+        found = Resolution(lead_id=lead_id, home=p)
+        if not is_visitor(lead_id):
+            # The event's own ids may tie more visitors to the lead (a cookie seen first here).
+            found = self.identity.resolve(
+                {**event, "user_id": lead_id}, p, lambda key: self.aliases.get(p, key)
+            )
+            for key, value in found.alias_writes.items():
+                self.aliases.put(p, key, value)
+        self._at_home(record, event, found, emit)
+
+    def _on_pull(self, record: Record, body: dict[str, Any], emit: Emit) -> None:
+        """At the visitor's home: hand its state to the lead, point its alias at the lead."""
+        p = record.partition
+        pull = Pull(str(body["kind"]), str(body["value"]), p)
+        lead_id = str(body["to"])
+        current = self.aliases.get(p, pull.alias)
+        answer: dict[str, Any] = {
+            "control": "merged",
+            "merge": body["merge"],
+            "to": lead_id,
+            "identify": body["identify"],
+            "state": None,
+            "conflict": None,
+        }
+        if current is None or current == lead_id:
+            self.aliases.put(p, pull.alias, lead_id)
+        elif is_visitor(current):
+            state = self._hand_over(p, current, lead_id)
+            self.aliases.put(p, pull.alias, lead_id)
+            if state is not None:
+                answer["state"] = base64.b64encode(state.encode()).decode()
+        else:
+            answer["conflict"] = current
+        emit.by_lead.append((lead_id.encode(), answer, _carry(record), int(body["reply_to"])))
+
+    def _on_merged(self, record: Record, body: dict[str, Any], emit: Emit) -> None:
+        p, lead_id, merge_id = record.partition, str(body["to"]), str(body["merge"])
+        pending = self._pending(p, lead_id)
+        if pending is not None and merge_id in pending["awaiting"]:
+            pending["awaiting"].remove(merge_id)
+            pending.setdefault("done_ids", []).append(merge_id)
+            if body.get("state"):
+                pending["visitors"].append(body["state"])
+            if body.get("conflict"):
+                pending["conflicts"].append(body["conflict"])
+            if pending["awaiting"]:
+                self.merges.put(p, lead_id, orjson.dumps(pending).decode())
+            else:
+                self._complete(p, lead_id, pending, emit)
+            return
+        self._late(record, lead_id, merge_id, body, emit)
+
+    def _late(
+        self, record: Record, lead_id: str, merge_id: str, body: dict[str, Any], emit: Emit
+    ) -> None:
+        """An answer after its merge completed without it (timeout), or read again after a
+        restart. A history joins once: the merge id is remembered in the lead's state."""
+        p = record.partition
+        known = self.states.get(p, lead_id)
+        mark = f"merge:{merge_id}"
+        if known is not None and seen_before(known, mark):
+            return
+        if not body.get("state") and not body.get("conflict"):
+            return
+        identify = dict(body["identify"])
+        identify["event_id"] = mark
+        visitors = [_decode_state(body["state"])] if body.get("state") else []
+        conflicts = [str(body["conflict"])] if body.get("conflict") else []
+        self._apply(record, None, lead_id, identify, visitors, conflicts, emit, merge_only=True)
+
+    # -- merges --------------------------------------------------------------------------
+
+    def _start_merge(
+        self, record: Record, body: dict[str, Any], found: Resolution, emit: Emit
+    ) -> None:
+        p, lead_id = record.partition, found.lead_id
+        event_id = str(body.get("event_id"))
+        visitors = [self._hand_over(p, v, lead_id) for v in found.local_visitors]
+        pending: dict[str, Any] = {
+            "event": body,
+            "position": list(record.position),
+            "received_at": header(record, "received_at"),
+            "awaiting": [],
+            "visitors": [base64.b64encode(v.encode()).decode() for v in visitors if v],
+            "conflicts": [found.conflict_with] if found.conflict_with else [],
+        }
+        identify = {**body, "type": "identify", "event_id": f"merge:{event_id}"}
+        for pull in found.pulls:
+            merge_id = f"{event_id}:{pull.kind}"
+            pending["awaiting"].append(merge_id)
+            ask = {
+                "control": "pull",
+                "merge": merge_id,
+                "kind": pull.kind,
+                "value": pull.value,
+                "to": lead_id,
+                "reply_to": p,
+                "identify": identify,
+            }
+            emit.by_lead.append((pull.visitor_id.encode(), ask, _carry(record), pull.home))
+        self.merges.put(p, lead_id, orjson.dumps(pending).decode())
+        self.waiting_since[(p, lead_id)] = self.clock()
+        emit.done.append(record)
+        self._gauges()
+
+    def _complete(self, p: int, lead_id: str, pending: dict[str, Any], emit: Emit) -> None:
+        """Every answer is in (or the wait timed out): merge, apply the event, then release
+        the lead's parked records, in order."""
+        received = pending.get("received_at")
+        origin = Record(
+            "",
+            p,
+            -1,
+            lead_id.encode(),
+            b"",
+            [("received_at", received.encode())] if received else [],
+        )
+        position = pending["position"]
+        self._apply(
+            origin,
+            (int(position[0]), int(position[1])),
+            lead_id,
+            pending["event"],
+            [_decode_state(raw) for raw in pending["visitors"]],
+            list(pending["conflicts"]),
+            emit,
+            merge_marks=[f"merge:{m}" for m in pending.get("done_ids", [])],
+        )
+        self.merges.delete(p, lead_id)
+        self.waiting_since.pop((p, lead_id), None)
+        held = self.parked.pop((p, lead_id), [])
+        self._gauges()
+        for parked in held:
+            emit.extend(self.process(parked))
+
+    def _pending(self, p: int, lead_id: str) -> dict[str, Any] | None:
+        raw = self.merges.get(p, lead_id)
+        if raw is None:
+            return None
+        pending: dict[str, Any] = orjson.loads(raw)
+        if (p, lead_id) not in self.waiting_since:
+            self.waiting_since[(p, lead_id)] = self.clock()  # read again after a restart
+        return pending
+
+    def _park(self, p: int, lead_id: str, record: Record) -> None:
+        self.parked.setdefault((p, lead_id), []).append(record)
+        PARKED.inc()
+        self._gauges()
+
+    def _hand_over(self, p: int, visitor_id: str, lead_id: str) -> LeadState | None:
+        """A visitor of this partition leaves: its state goes with the caller, its snapshot
+        and ledger join the lead's in Redis."""
+        state = self.states.get(p, visitor_id)
+        if state is None:
+            return None
+        self.states.delete(p, visitor_id)
+        self.absorbed.append((visitor_id, lead_id))
+        metrics.IDENTITY_MERGES.labels(kind="handover").inc()
+        return state
+
+    def _gauges(self) -> None:
+        metrics.MERGES_WAITING.set(len(self.waiting_since))
+        metrics.RECORDS_PARKED.set(sum(len(v) for v in self.parked.values()))
+
+    # -- scoring -------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        record: Record,
+        position: tuple[int, int] | None,
+        lead_id: str,
+        body: dict[str, Any],
+        visitors: Sequence[LeadState | None],
+        conflicts: list[str],
+        emit: Emit,
+        *,
+        merge_only: bool = False,
+        merge_marks: Iterable[str] = (),
+    ) -> None:
+        """Merge visitors (if any) at the event's instant, then apply the event itself.
+
+        An identify is the merge's own event; any other event that first ties a visitor to
+        the lead (a track with both ids) is applied right after a merge at its instant.
+        `merge_only`: a late history, with nothing to apply after it.
+        """
+        p = record.partition
+        state = self.states.get(p, lead_id) or new_state(lead_id)
+        event = Event.from_dict({**body, "lead_id": lead_id})
+        joined = [v for v in visitors if v is not None]
+        applied = False
+        consumed = False  # whether the merge was the event itself
+        if joined:
+            identify = event
+            if event.type != "identify" and not merge_only:
+                identify = Event.from_dict(
+                    {
+                        **body,
+                        "lead_id": lead_id,
+                        "type": "identify",
+                        "event_id": f"merge:{event.event_id}",
+                    }
+                )
+            consumed = identify is event
+            metrics.IDENTITY_MERGES.labels(kind="merge").inc()
+            merged = merge_states(
+                state, joined, identify, self.model, offset=position if consumed else None
+            )
+            self._collect(record, merged, emit)
+            applied = merged.applied
+        for other in conflicts:
+            metrics.IDENTITY_MERGES.labels(kind="conflict").inc()
+            log.warning("identity conflict: an anonymous id already belongs to another lead")
+            conflict = {
+                **body,
+                "lead_id": lead_id,
+                "type": "identity.conflict",
+                "event_id": f"conflict:{event.event_id}",
+                "properties": {"other_lead_id": other},
+            }
+            self._collect(record, apply(state, Event.from_dict(conflict), self.model), emit)
+        for mark in merge_marks:
+            remember_id(state, mark, self.model)
+        if not consumed and not merge_only:
+            outcome = apply(state, event, self.model, offset=position)
+            self._collect(record, outcome, emit)
+            applied = outcome.applied
+        (APPLIED if applied else DUPLICATE).inc()
+        # Stored even when nothing changed: after a SIGKILL the local RocksDB can be ahead of
+        # the changelog; writing the state again re-sends its changelog record.
+        self._keep(p, state, emit)
+        self._fire_ticks(record, state.clock, emit)
+
+    def _keep(self, p: int, state: LeadState, emit: Emit) -> None:
+        self.states.put(p, state.lead_id, state)
+        self.on_state(state.lead_id, state)
+        contact = contact_update(state, self.model)
+        if contact is not None:
+            emit.accounts.append((contact.account_id.encode(), orjson.dumps(contact.to_dict())))
+        due = next_tick_at(state, self.model)
+        if due is not None:
+            self.ticks.schedule(p, state.lead_id, due)
+
+    def _fire_ticks(self, record: Record, clock_us: int | None, emit: Emit) -> None:
+        """Every lead of this partition whose timers the partition's stream time has passed,
+        caught up at once however many timers are due (a lead idle for 30 days gets its 30
+        ticks now). Stream time is the largest event time applied in the partition."""
+        if clock_us is None:
+            return
+        p = record.partition
+        now = clock_us / 86_400_000_000
+        for _instant, lead_ids in self.ticks.advance(p, now):
+            for lead_id in lead_ids:
+                if self._pending(p, lead_id) is not None:
+                    continue  # its timers fire when its held events apply
+                state = self.states.get(p, lead_id)
+                if state is None:
+                    continue
+                outcome = catch_up(state, now, self.model)
+                self._collect(record, outcome, emit)
+                self._keep(p, outcome.state, emit)
+
+    def _collect(self, record: Record, outcome: Outcome, emit: Emit) -> None:
+        received = header(record, "received_at")
+        for tr in outcome.transitions:
+            emit.transitions.append(tr)
+            emit.handoffs.append(handoff_record(tr, received))
+            metrics.TRANSITIONS.labels(
+                from_stage=tr.from_stage, to_stage=tr.to_stage, reason=tr.reason
+            ).inc()
+        for entry in outcome.ledger:
+            emit.ledger.append((entry.lead_id.encode(), orjson.dumps(entry.to_dict())))
+
+    def snapshot(self, state: LeadState) -> dict[str, Any]:
+        return snapshot(state, self.model)
+
+
+class RoutingLoopError(Exception):
+    reason = "identity_loop"
+
+
+class _Decoded(MutableMapping[str, LeadState]):
+    """A state table seen as lead id → LeadState (the table holds encoded bytes)."""
+
+    def __init__(self, table_for: Callable[[int], MutableMapping[bytes, bytes]]):
+        self.table_for = table_for
+        self.partition = 0
+
+    def __call__(self, partition: int) -> _Decoded:
+        view = _Decoded(self.table_for)
+        view.partition = partition
+        return view
+
+    def __getitem__(self, key: str) -> LeadState:
+        raw = self.table_for(self.partition)[key.encode()]
+        return LeadState.decode(raw)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        raw = self.table_for(self.partition).get(key.encode())
+        return default if raw is None else LeadState.decode(raw)
+
+    def __setitem__(self, key: str, value: LeadState) -> None:
+        self.table_for(self.partition)[key.encode()] = value.encode()
+
+    def __delitem__(self, key: str) -> None:
+        del self.table_for(self.partition)[key.encode()]
+
+    def pop(self, key: str, default: Any = None) -> Any:
+        return self.table_for(self.partition).pop(key.encode(), default)
+
+    def __iter__(self) -> Any:
+        return (k.decode() for k in self.table_for(self.partition))
+
+    def __len__(self) -> int:
+        return len(self.table_for(self.partition))
+
+
+def _decode_state(raw: str) -> LeadState:
+    return LeadState.decode(base64.b64decode(raw))
+
+
+def _carry(record: Record) -> Headers:
+    """Headers a by-lead record keeps from the record it came from: receipt time for latency
+    metrics, and the acceptance stamp that orders it among the partition's inputs."""
+    return [(k, v) for k, v in record.headers if k in ("received_at", "accepted_at")]

@@ -140,10 +140,25 @@ def test_merge_carries_a_hand_raiser_over(model: Model) -> None:
     assert visitor.state.stage == "sales_ready"
     known = fold(model, [identify(at(0, 9), "B")])
     out = merge_states(known.state, visitor.state, identify(at(1), "B"), model)
+    # one move, described as what happened: the hand-raiser is identified (not a second
+    # fast-lane decision), routed by the grade its profile now gives it
     assert [(t.from_stage, t.to_stage, t.reason, t.route) for t in out.transitions] == [
-        ("lead", "sales_ready", "fast_lane", "ae")
+        ("lead", "sales_ready", "identified", "ae")
     ]
     assert out.transitions[0].at == t_of(1)
+
+
+def test_a_fast_laned_visitor_identifies_with_one_move(model: Model) -> None:
+    visitor = fold(model, [ev("form.contact_sales", at(0, 10), lead="anon")], lead="anon")
+    assert [(t.to_stage, t.reason, t.route) for t in visitor.transitions] == [
+        ("sales_ready", "fast_lane", "self_serve")  # no profile yet: grade D
+    ]
+    out = merge_states(new_state("u1"), visitor.state, identify(at(0, 11), "A", lead="u1"), model)
+    # anonymous -> sales_ready once (no "identify" to lead first, no second fast lane)
+    assert [
+        (t.from_stage, t.to_stage, t.reason, t.grade, t.route, t.priority) for t in out.transitions
+    ] == [("anonymous", "sales_ready", "identified", "A", "ae", "P1")]
+    assert out.state.stage == "sales_ready"
 
 
 def test_merge_into_a_fresh_state_identifies_once(model: Model) -> None:

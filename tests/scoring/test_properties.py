@@ -23,11 +23,11 @@ from stream.scoring import (
     apply,
     default_model,
     new_state,
-    replay_lines,
     snapshot,
     tick,
 )
 from stream.scoring.events import US_PER_DAY, format_us, us_to_t
+from stream.scoring.replay import replay_lines
 
 from .helpers import BASE_US, TRAITS
 

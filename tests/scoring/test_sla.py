@@ -27,12 +27,12 @@ from stream.scoring import (
     merge_states,
     new_state,
     next_tick_at,
-    replay_lines,
     tick,
 )
 from stream.scoring.events import US_PER_DAY, parse_time, t_to_us, us_to_t
 from stream.scoring.explain import Transition
 from stream.scoring.model import sla_us
+from stream.scoring.replay import replay_lines
 
 from .helpers import Run, at, ev, fold, identify, model_with, t_of
 from .test_properties import COMMON, event_lists, run
@@ -280,13 +280,17 @@ def test_merge_keeps_the_known_leads_timer(sla_model: Model) -> None:
     assert next_tick_at(known.state, sla_model) == t_of(0, 11)
 
 
-def test_merge_handoff_starts_its_own_timer(sla_model: Model) -> None:
+def test_merge_keeps_the_hand_raises_own_timer(sla_model: Model) -> None:
     known = fold(sla_model, [identify(at(0, 9))])
-    visitor = fold(sla_model, [ev("meeting.requested", at(0, 10), lead="V")], lead="V")
+    visitor = fold(sla_model, [ev("meeting.requested", at(0, 10), lead="V", eid="ask")], lead="V")
     assert visitor.state.sla_due is not None
     out = merge_states(known.state, visitor.state, identify(at(0, 10, 30), eid="idf"), sla_model)
-    assert [(t.reason, t.trigger_event_ids) for t in out.transitions] == [("fast_lane", ("idf",))]
-    assert next_tick_at(known.state, sla_model) == t_of(0, 11, 30)
+    # One request, one deadline: the SLA of its route now (ae, 1 h) from the hand-raise (10:00),
+    # not from the identify instant and not the 1 day of the visitor's grade D route.
+    assert [(t.reason, t.trigger_event_ids) for t in out.transitions] == [
+        ("identified", ("ask", "idf"))
+    ]
+    assert next_tick_at(known.state, sla_model) == t_of(0, 11)
 
 
 def test_codec_keeps_the_timer_and_reads_version_1(sla_model: Model) -> None:

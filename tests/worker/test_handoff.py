@@ -21,8 +21,8 @@ from stream.worker.handoff import (
     handoff_data,
     handoff_record,
 )
-from stream.worker.processor import Emit, Record, ScoringStep
-from stream.worker.ticks import TickScheduler
+from stream.worker.processor import Emit
+from tests.worker.cluster import CRM, Cluster
 
 TRANSITION = Transition(
     lead_id="u1",
@@ -94,29 +94,28 @@ def sla_model() -> Model:
 
 
 class Worker:
-    """ScoringStep on one partition, with the tables as dicts and stored states written back."""
+    """The pipeline on one partition, tables as dicts, each record landed at once."""
 
     def __init__(self, model: Model) -> None:
-        self.states: dict[bytes, bytes] = {}
-        self.step = ScoringStep(self.states, model, TickScheduler({}), lambda _id, _s: None)
+        self.cluster = Cluster(1, model)
+        self.states = self.cluster.states[0]
         self.offset = 0
 
     def feed(self, lead: str, event_type: str, when: str, **fields: Any) -> Emit:
         self.offset += 1
         body = {"event_id": f"e{self.offset}", "type": event_type, "occurred_at": when}
-        body.update(lead_id=lead, **fields)
-        emit = self.step.process(
-            Record("by_lead", 0, self.offset, lead.encode(), orjson.dumps(body), [])
-        )
+        body.update(user_id=lead, **fields)
+        emit = self.cluster.send(body, CRM)
         assert not emit.deadletters
-        for lead_id, state in emit.states.items():
-            self.states[lead_id.encode()] = state.encode()
         return emit
 
 
 def types(emit: Emit) -> list[tuple[str, str]]:
+    """u1's handoffs (u2 only moves stream time; its own identify is not looked at)."""
     out = []
-    for _key, _value, headers in emit.handoffs:
+    for key, _value, headers in emit.handoffs:
+        if key != b"u1":
+            continue
         h = {k: v.decode() for k, v in headers}
         out.append((h["ce_type"], h["ce_time"]))
     return out

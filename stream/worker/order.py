@@ -1,0 +1,112 @@
+"""Acceptance order across co-partitioned input topics.
+
+One person's events arrive in one partition number of several topics (`leads.events.web`,
+`.email`, `.social`, `.crm`, and `leads.events.by_lead`). Kafka orders each topic partition on
+its own; the consumer fetches them in whatever order its fetches return. So that a person's
+email click and page view apply in the order the collector accepted them, the worker holds
+each partition number's records here and releases them by their acceptance stamp (the
+collector's `accepted_at` header, microseconds, strictly increasing per collector process),
+the way Kafka Streams synchronises co-partitioned inputs (`max.task.idle.ms`).
+
+The record with the smallest stamp among the heads goes when every other input of its
+partition number either has a record waiting here (whose stamp is then larger) or is *caught
+up*: everything it had when last fetched has been handed over (the caller's `caught_up`). An
+input that is behind is waited for, at most `max_wait` seconds after the head arrived; then
+the head goes anyway and the release is counted as a timeout. A person's records sent one
+after another (each acknowledged before the next is sent, as SDKs do) are therefore applied in
+acceptance order; records sent concurrently have no order to keep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+from stream import metrics
+
+T = TypeVar("T")
+READY = metrics.ORDER_HELD.labels(why="ready")
+TIMEOUT = metrics.ORDER_HELD.labels(why="timeout")
+
+
+class CoPartitionMerge(Generic[T]):
+    """Per partition number: one queue per input topic, released by (stamp, topic rank)."""
+
+    def __init__(
+        self,
+        topics: Iterable[str],
+        max_wait: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.rank = {topic: i for i, topic in enumerate(topics)}
+        self.max_wait = max_wait
+        self.clock = clock
+        # partition -> topic -> queue of (stamp, arrived, item)
+        self.queues: dict[int, dict[str, deque[tuple[int, float, T]]]] = {}
+
+    def add(self, topic: str, partition: int, stamp: int, item: T) -> None:
+        queues = self.queues.setdefault(partition, {})
+        queues.setdefault(topic, deque()).append((stamp, self.clock(), item))
+
+    def release(self, partition: int, caught_up: Callable[[str], bool]) -> list[T]:
+        """Every record of `partition` that may go now, in acceptance order."""
+        queues = self.queues.get(partition)
+        out: list[T] = []
+        while queues:
+            verdict = self._verdict(queues, caught_up)
+            if verdict is None:
+                break
+            topic, timed_out = verdict
+            (TIMEOUT if timed_out else READY).inc()
+            out.append(queues[topic].popleft()[2])
+        return out
+
+    def ready(self, partition: int, caught_up: Callable[[str], bool]) -> bool:
+        """Whether `release` would hand out a record now (nothing is taken)."""
+        queues = self.queues.get(partition)
+        return bool(queues) and self._verdict(queues or {}, caught_up) is not None
+
+    def _verdict(
+        self, queues: dict[str, deque[tuple[int, float, T]]], caught_up: Callable[[str], bool]
+    ) -> tuple[str, bool] | None:
+        """(topic of the head that may go, whether only because its wait is over), or None."""
+        head = self._head(queues)
+        if head is None:
+            return None
+        topic, (_stamp, arrived, _item) = head
+        blocked = any(t != topic and not queues.get(t) and not caught_up(t) for t in self.rank)
+        if not blocked:
+            return topic, False
+        if self.clock() - arrived >= self.max_wait:
+            return topic, True
+        return None
+
+    def _head(
+        self, queues: dict[str, deque[tuple[int, float, T]]]
+    ) -> tuple[str, tuple[int, float, T]] | None:
+        best: tuple[str, tuple[int, float, T]] | None = None
+        for topic, queue in queues.items():
+            if not queue:
+                continue
+            if best is None or (queue[0][0], self.rank[topic]) < (best[1][0], self.rank[best[0]]):
+                best = (topic, queue[0])
+        return best
+
+    def waiting(self) -> list[int]:
+        """Partitions with records held."""
+        return [p for p, queues in self.queues.items() if any(queues.values())]
+
+    def overdue(self, partition: int) -> bool:
+        """Whether the oldest held record of `partition` has waited `max_wait`."""
+        queues = self.queues.get(partition, {})
+        now = self.clock()
+        return any(q and now - q[0][1] >= self.max_wait for q in queues.values())
+
+    def drop(self, keep: Iterable[int]) -> None:
+        """After a rebalance: records of partitions no longer ours are not processed here."""
+        mine = set(keep)
+        for partition in list(self.queues):
+            if partition not in mine:
+                del self.queues[partition]

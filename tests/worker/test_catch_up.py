@@ -1,0 +1,74 @@
+"""Timers catch up at once, and a hand-raiser is handed to sales once."""
+
+from __future__ import annotations
+
+from stream.scoring.replay import replay_lines
+from tests.worker.cluster import CRM, SECRET, VP, WEB, Cluster, event
+from tests.worker.test_identity import apart
+
+
+def mql(c: Cluster, user: str, when: str) -> None:
+    c.send(event("identify", f"{when}T09:00:00Z", user=user, traits=VP), CRM)
+    for n in range(3):
+        c.send(
+            event(
+                "email.click",
+                f"{when}T10:00:00Z",
+                user=user,
+                channel="email",
+                properties={"message_id": f"{user}-m{n}"},
+            ),
+            CRM,
+        )
+    c.send(event("trial.signup", f"{when}T10:00:00Z", user=user), CRM)
+    c.send(
+        event(
+            "webinar.attended",
+            f"{when}T10:00:00Z",
+            user=user,
+            channel="crm",
+            properties={"webinar_id": f"{user}-w"},
+        ),
+        CRM,
+    )
+
+
+def test_an_idle_lead_gets_every_due_tick_when_its_partition_moves_weeks_ahead() -> None:
+    c = Cluster(1)
+    mql(c, "quiet", "2026-03-02")
+    assert [m[2] for m in c.moves("quiet")] == ["lead", "mql"]
+    # Another lead of the same partition: one event two months later. The quiet lead's 60
+    # daily ticks fire now, in order: its engagement decays below 20 and after three low
+    # ticks in a row it goes to nurture, stamped at that tick, not at the other lead's event.
+    c.send(event("web.page_view", "2026-05-01T12:00:00Z", user="busy"), WEB)
+    decayed = [t for t in c.transitions if t.lead_id == "quiet" and t.reason == "decayed"]
+    assert len(decayed) == 1
+    assert decayed[0].to_stage == "nurture"
+    state = c.state("quiet")
+    assert state is not None and state.stage == "nurture"
+    assert decayed[0].at < 20574.5  # well before the other lead's event (2026-05-01)
+    # and replay of the same events agrees, transition for transition
+    replayed = [
+        o
+        for o in replay_lines([v.decode() for v in c.accepted], c.model, None, secret=SECRET)
+        if o["kind"] == "transition" and o["lead_id"] == "quiet"
+    ]
+    assert [(o["to"], o["at"]) for o in replayed] == [
+        (t.to_stage, t.to_dict()["at"]) for t in c.transitions if t.lead_id == "quiet"
+    ]
+
+
+def test_a_fast_laned_visitor_that_identifies_is_handed_over_once() -> None:
+    anon, user = apart("cookie", "user")
+    c = Cluster(4)
+    c.send(event("form.contact_sales", "2026-03-02T10:00:00Z", anon=anon), WEB)
+    c.send(event("identify", "2026-03-04T10:00:00Z", anon=anon, user=user, traits=VP), CRM)
+    c.deliver()
+    fast = [t for t in c.transitions if t.reason == "fast_lane"]
+    assert [(t.lead_id, t.from_stage, t.to_stage) for t in fast] == [
+        (f"anon:{anon}", "anonymous", "sales_ready")
+    ]
+    # the identified lead moves once, with a reason that says what happened
+    assert c.moves(user) == [(user, "anonymous", "sales_ready", "identified")]
+    identified = [t for t in c.transitions if t.lead_id == user][0]
+    assert (identified.grade, identified.route, identified.priority) == ("A", "ae", "P1")
