@@ -258,7 +258,15 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         headers = [(str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in raw]
         source = None if m.topic == topics.by_lead else channel_source(m.topic, m.partition)
         return Record(
-            m.topic, m.partition, m.offset, m.key, m.value or b"", headers, source, ref=event
+            m.topic,
+            m.partition,
+            m.offset,
+            m.key,
+            m.value or b"",
+            headers,
+            source,
+            ref=event,
+            fetched_ms=polled_ms(m.tp),
         )
 
     def stamp(record: Record) -> int:
@@ -269,25 +277,33 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
             return int(accepted)
         return int(cast(Any, record.ref).message.timestamp * 1_000_000)
 
-    def caught_up_in(partition: int, topic: str) -> bool:
-        return caught_up(topic, partition)
+    def client() -> Any:
+        return app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
 
-    def caught_up(topic: str, partition: int) -> bool:
-        """Whether this worker has been handed everything the input had when last fetched
-        (and every by-lead record it produced there itself)."""
+    def polled_ms(tp: Any) -> int:
+        """When the client last had a fetch answer for `tp` (0: never, or not assigned)."""
+        try:
+            return int(client().last_poll_timestamp(tp) or 0)
+        except Exception:  # noqa: BLE001 - not assigned (any more), or not started yet
+            return 0
+
+    def caught_up_in(partition: int, topic: str, head: Record) -> bool:
+        """Whether this worker has been handed everything `topic` had in `partition` as of a
+        fetch answered after `head` was fetched (and every by-lead record it produced there
+        itself): then no record accepted before the head can still come from it."""
         tp = TP(topic, partition)
         delivered = guard.next.get(tp)
-        if delivered is None:
+        if delivered is None or polled_ms(tp) < head.fetched_ms:
             return False
         try:
-            highwater = app.consumer.highwater(tp)
+            highwater = client().highwater(tp)
         except Exception:  # noqa: BLE001 - not assigned (any more), or not fetched yet
             return False
         if highwater is None:
             return False
         if topic == topics.by_lead:
             highwater = max(highwater, produced_next.get(partition, 0))
-        return delivered >= highwater
+        return bool(delivered >= highwater)
 
     def write_landing(at: dict[int, faust.types.EventT[Any]]) -> None:
         """The batch's table writes, each under an event of its partition (Faust picks the

@@ -10,7 +10,9 @@ the way Kafka Streams synchronises co-partitioned inputs (`max.task.idle.ms`).
 
 The record with the smallest stamp among the heads goes when every other input of its
 partition number either has a record waiting here (whose stamp is then larger) or is *caught
-up*: everything it had when last fetched has been handed over (the caller's `caught_up`). An
+up*: everything it had, as of a fetch made after the head itself was fetched, has been handed
+over (the caller's `caught_up(topic, head)`). Anything a person sent before the head was in
+the log before the head was, so such a fetch sees it. An
 input that is behind is waited for, at most `max_wait` seconds after the head arrived; then
 the head goes anyway and the release is counted as a timeout. A person's records sent one
 after another (each acknowledged before the next is sent, as SDKs do) are therefore applied in
@@ -50,7 +52,7 @@ class CoPartitionMerge(Generic[T]):
         queues = self.queues.setdefault(partition, {})
         queues.setdefault(topic, deque()).append((stamp, self.clock(), item))
 
-    def release(self, partition: int, caught_up: Callable[[str], bool]) -> list[T]:
+    def release(self, partition: int, caught_up: Callable[[str, T], bool]) -> list[T]:
         """Every record of `partition` that may go now, in acceptance order."""
         queues = self.queues.get(partition)
         out: list[T] = []
@@ -63,20 +65,22 @@ class CoPartitionMerge(Generic[T]):
             out.append(queues[topic].popleft()[2])
         return out
 
-    def ready(self, partition: int, caught_up: Callable[[str], bool]) -> bool:
+    def ready(self, partition: int, caught_up: Callable[[str, T], bool]) -> bool:
         """Whether `release` would hand out a record now (nothing is taken)."""
         queues = self.queues.get(partition)
         return bool(queues) and self._verdict(queues or {}, caught_up) is not None
 
     def _verdict(
-        self, queues: dict[str, deque[tuple[int, float, T]]], caught_up: Callable[[str], bool]
+        self, queues: dict[str, deque[tuple[int, float, T]]], caught_up: Callable[[str, T], bool]
     ) -> tuple[str, bool] | None:
         """(topic of the head that may go, whether only because its wait is over), or None."""
         head = self._head(queues)
         if head is None:
             return None
-        topic, (_stamp, arrived, _item) = head
-        blocked = any(t != topic and not queues.get(t) and not caught_up(t) for t in self.rank)
+        topic, (_stamp, arrived, item) = head
+        blocked = any(
+            t != topic and not queues.get(t) and not caught_up(t, item) for t in self.rank
+        )
         if not blocked:
             return topic, False
         if self.clock() - arrived >= self.max_wait:

@@ -218,11 +218,12 @@ class Pipeline:
     def _route(self, record: Record, body: dict[str, Any], emit: Emit, hops: int) -> None:
         p = record.partition
         found = self.identity.resolve(body, p, lambda key: self.aliases.get(p, key))
-        for key, lead_id in found.alias_writes.items():
-            self.aliases.put(p, key, lead_id)
         if found.home != p:
+            # Decided where the lead lives: claims made here would strand a local visitor.
             self._forward(record, body, found.lead_id, found.home, emit, hops)
             return
+        for key, lead_id in found.alias_writes.items():
+            self.aliases.put(p, key, lead_id)
         self._at_home(record, body, found, emit)
 
     def _forward(

@@ -42,6 +42,7 @@ class Record:
     # A by-lead body that never left the process comes parsed; `value` may then be empty.
     body: dict[str, Any] | None = None
     ref: Any = None  # the consumer's own handle (Faust's event), to acknowledge it
+    fetched_ms: int = 0  # when its partition was last fetched as it arrived (wall clock, ms)
 
     @property
     def position(self) -> tuple[int, int]:

@@ -70,5 +70,5 @@ def test_a_fast_laned_visitor_that_identifies_is_handed_over_once() -> None:
     ]
     # the identified lead moves once, with a reason that says what happened
     assert c.moves(user) == [(user, "anonymous", "sales_ready", "identified")]
-    identified = [t for t in c.transitions if t.lead_id == user][0]
+    identified = next(t for t in c.transitions if t.lead_id == user)
     assert (identified.grade, identified.route, identified.priority) == ("A", "ae", "P1")

@@ -189,6 +189,7 @@ def test_records_keyed_by_their_own_ids_still_reach_the_lead() -> None:
     """Without the collector's directory (Redis down): the worker forwards by its aliases."""
     anon, user = apart("cookie", "user")
     c = Cluster(PARTS)
+    c.send(event("trial.signup", "2026-03-02T09:00:00Z", anon=anon), key_by_directory=False)
     c.send(
         event("identify", "2026-03-02T10:00:00Z", anon=anon, user=user, traits=VP),
         CRM,
@@ -198,7 +199,10 @@ def test_records_keyed_by_their_own_ids_still_reach_the_lead() -> None:
     c.send(event("web.page_view", "2026-03-02T10:05:00Z", anon=anon), key_by_directory=False)
     c.deliver()
     assert c.state(f"anon:{anon}") is None
-    assert snapshot(c.state(user), c.model)["types"]["web.page_view"] == pytest.approx(1, abs=0.01)  # type: ignore[arg-type]
+    types = snapshot(c.state(user), c.model)["types"]  # type: ignore[arg-type]
+    assert types["web.page_view"] == pytest.approx(1, abs=0.01)
+    assert types["trial.signup"] > 19  # the visitor's history reached the lead
+    live_equals_replay(c)  # type: ignore[arg-type]
 
 
 def test_a_merge_that_times_out_applies_the_held_events_and_the_history_joins_later() -> None:

@@ -19,7 +19,7 @@ def test_records_go_by_stamp_once_every_other_input_is_known() -> None:
     clock = Clock()
     merge: CoPartitionMerge[str] = CoPartitionMerge(TOPICS, 0.5, clock)
     behind = {"email"}  # the email partition has records not yet handed over
-    caught_up = lambda topic: topic not in behind  # noqa: E731
+    caught_up = lambda topic, _head: topic not in behind  # noqa: E731
     merge.add("web", 0, 20, "page view (accepted second)")
     assert merge.release(0, caught_up) == []  # email may still hold an earlier record
     merge.add("email", 0, 10, "click (accepted first)")
@@ -31,7 +31,7 @@ def test_a_caught_up_input_does_not_hold_anything() -> None:
     merge: CoPartitionMerge[int] = CoPartitionMerge(TOPICS, 0.5, Clock())
     merge.add("web", 3, 5, 1)
     merge.add("web", 3, 6, 2)
-    assert merge.release(3, lambda _t: True) == [1, 2]
+    assert merge.release(3, lambda _t, _h: True) == [1, 2]
     assert merge.waiting() == []
 
 
@@ -39,12 +39,12 @@ def test_an_input_that_stays_behind_is_waited_for_at_most_max_wait() -> None:
     clock = Clock()
     merge: CoPartitionMerge[int] = CoPartitionMerge(TOPICS, 0.5, clock)
     merge.add("by_lead", 1, 7, 1)
-    assert merge.release(1, lambda _t: False) == []
+    assert merge.release(1, lambda _t, _h: False) == []
     assert merge.waiting() == [1] and not merge.overdue(1)
-    assert not merge.ready(1, lambda _t: False)
+    assert not merge.ready(1, lambda _t, _h: False)
     clock.now = 0.6
-    assert merge.overdue(1) and merge.ready(1, lambda _t: False)
-    assert merge.release(1, lambda _t: False) == [1]
+    assert merge.overdue(1) and merge.ready(1, lambda _t, _h: False)
+    assert merge.release(1, lambda _t, _h: False) == [1]
 
 
 def test_equal_stamps_go_in_topic_order_and_partitions_are_apart() -> None:
@@ -52,6 +52,6 @@ def test_equal_stamps_go_in_topic_order_and_partitions_are_apart() -> None:
     merge.add("by_lead", 0, 5, "hop")
     merge.add("web", 0, 5, "view")
     merge.add("email", 1, 1, "other partition")
-    assert merge.release(0, lambda _t: True) == ["view", "hop"]
+    assert merge.release(0, lambda _t, _h: True) == ["view", "hop"]
     merge.drop([0])
     assert merge.waiting() == []
