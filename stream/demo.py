@@ -125,7 +125,10 @@ async def simulate_against(
     keys = settings.parsed_write_keys()
     browser = next(k for k, (_, kind) in keys.items() if kind == "browser")
     server = next(k for k, (_, kind) in keys.items() if kind == "server")
-    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=40)
+    # 40 days back from today's midnight (UTC): the journeys sit at the same times of day on
+    # every run, so daily ticks cut them the same way and one seed gives one result.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=40)
     journeys = build_journeys(leads, seed, start)
     base = url or f"http://{settings.collector_host}:{settings.collector_port}"
     return journeys, await send(journeys, base, (browser, server))

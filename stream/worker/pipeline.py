@@ -138,7 +138,8 @@ class Pipeline:
             else:
                 self._channel(record, emit)
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the partition
-            emit.deadletters.append(dead_letter(record, exc, "worker"))
+            stage = "worker" if record.topic == self.by_lead_topic else "identity"
+            emit.deadletters.append(dead_letter(record, exc, stage))
             emit.done.append(record)
         SCORING_SECONDS.observe(time.perf_counter() - started)
         return emit
@@ -209,6 +210,9 @@ class Pipeline:
             # a pull on the internal by-lead topic; the old record carries nothing to score.
             emit.done.append(record)
             return
+        if header(record, "received_at") is None and isinstance(body.get("received_at"), str):
+            # Receipt time travels with everything this event causes (latency metrics).
+            record.headers = [*record.headers, ("received_at", body["received_at"].encode())]
         lead_id = body.pop("lead_id", None)  # decided here, never taken from a public topic
         if self.trust_lead_ids and isinstance(lead_id, str) and lead_id:
             self._at_home(record, body, Resolution(lead_id, record.partition), emit)
