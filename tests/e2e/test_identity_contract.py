@@ -35,6 +35,7 @@ from stream.scoring import LeadState, default_model, snapshot
 from stream.scoring.events import parse_time, us_to_t
 from stream.scoring.replay import replay_lines
 from stream.settings import Settings
+from stream.simulate.sender import basic_auth
 from stream.topics import Topics, ensure_topics
 from tests.e2e.test_real_clients import sendgrid_post
 from tests.kafka_helpers import headers_of, read_all
@@ -141,11 +142,13 @@ async def send_all(base: str, people: list[Person], key: ec.EllipticCurvePrivate
         for path, write_key, body in person.calls():
             if write_key is None:
                 data, headers = sendgrid_post(key, body)
-                auth = None
             else:
-                data, headers = orjson.dumps(body), {"Content-Type": "application/json"}
-                auth = aiohttp.BasicAuth(write_key, "")
-            async with http.post(base + path, data=data, headers=headers, auth=auth) as resp:
+                data = orjson.dumps(body)
+                headers = {
+                    "Content-Type": "application/json",
+                    "Authorization": basic_auth(write_key),
+                }
+            async with http.post(base + path, data=data, headers=headers) as resp:
                 assert resp.status == 200, (path, await resp.text())
             sent += 1
 
