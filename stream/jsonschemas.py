@@ -39,9 +39,7 @@ def load(name: str) -> dict[str, Any]:
     """One packaged schema by file name or `$id`."""
     name = name.removeprefix(BASE_URI)
     if name not in names():
-        raise SchemaNotFoundError(
-            f"no packaged schema {name!r}: want one of {', '.join(names())}"
-        )
+        raise SchemaNotFoundError(f"no packaged schema {name!r}: want one of {', '.join(names())}")
     text = (resources.files("stream") / "schemas" / name).read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)
     return schema
