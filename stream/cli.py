@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import click
 
 from stream.errors import LeadstreamError
-from stream.settings import Settings, describe
+from stream.settings import ENV_PREFIX, Settings, check_environment, describe
 
 
 def _settings(**flags: Any) -> Settings:
@@ -51,10 +52,25 @@ def main() -> None:
 
 
 @main.command()
-def settings() -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Check this environment's LEADSTREAM_* values instead; exit 1 naming each bad one.",
+)
+def settings(check: bool) -> None:
     """List every setting, its environment variable, default and meaning."""
-    for name, default, text in describe():
-        click.echo(f"{name}\n    default {default}\n    {text}")
+    if not check:
+        for name, default, text in describe():
+            click.echo(f"{name}\n    default {default}\n    {text}")
+        return
+    problems = check_environment(os.environ)
+    for problem in problems:
+        click.echo(f"bad: {problem}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} problem(s); `leadstream settings` lists them all", err=True)
+        sys.exit(1)
+    given = sorted(k for k in os.environ if k.startswith(ENV_PREFIX))
+    click.echo(f"settings OK ({len(given)} LEADSTREAM_* variable(s) set, the rest default)")
 
 
 @main.command()
@@ -154,13 +170,39 @@ def replay(events: Path, model_path: str | None, until: str | None) -> None:
 @click.option("--leads", type=int, default=200, show_default=True, help="Leads to simulate.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed (reproducible).")
 @click.option("--url", help="Collector base URL (default from LEADSTREAM_COLLECTOR_HOST/PORT).")
-def simulate(leads: int, seed: int, url: str | None) -> None:
-    """Send realistic lead journeys to a running collector, in Segment's format."""
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Also write the journeys (one JSON line each, with names and emails) to this file.",
+)
+def simulate(leads: int, seed: int, url: str | None, out: Path | None) -> None:
+    """Send realistic lead journeys to a running collector, in Segment's format.
+
+    Prints a short summary; exits 1 when any message failed, so a script notices.
+    """
+    from collections import Counter
+
     from stream.demo import simulate_against
+    from stream.simulate import write_journeys
 
     settings = _settings()
-    report = asyncio.run(simulate_against(settings, leads=leads, seed=seed, url=url))
-    click.echo(report)
+    base = url or f"http://{settings.collector_host}:{settings.collector_port}"
+    journeys, report = asyncio.run(simulate_against(settings, leads=leads, seed=seed, url=url))
+    personas = Counter(j.persona for j in journeys)
+    click.echo(
+        f"simulated {len(journeys)} lead(s) (seed {seed}) against {base}: "
+        + (", ".join(f"{p} {n}" for p, n in sorted(personas.items())) or "none")
+    )
+    click.echo(report.summary())
+    if out is not None:
+        click.echo(f"journeys written to {out} ({write_journeys(journeys, out)} lines)")
+    if report.failed:
+        click.echo(
+            f"{report.failed} message(s) were not accepted: check that the collector runs at "
+            f"{base} and accepts the write keys of LEADSTREAM_WRITE_KEYS",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @main.command()

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import click
@@ -25,6 +25,9 @@ from stream.scoring.events import STAGES
 from stream.settings import ENV_PREFIX, Settings
 from stream.store.redis import LeadStore
 from stream.topics import Topics, ensure_topics
+
+if TYPE_CHECKING:  # the simulator is imported only when it runs
+    from stream.simulate import Journey, SendReport
 
 SALES_STAGES = ("mql", "sales_ready", "sql", "opportunity", "customer")
 
@@ -119,7 +122,8 @@ async def wait_drained(settings: Settings, procs: Processes, timeout: float = 18
 
 async def simulate_against(
     settings: Settings, *, leads: int, seed: int, url: str | None = None
-) -> Any:
+) -> tuple[list[Journey], SendReport]:
+    """Journeys of `leads` leads sent to the collector with the configured write keys."""
     from stream.simulate import build_journeys, send
 
     keys = settings.parsed_write_keys()

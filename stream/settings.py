@@ -282,3 +282,29 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: want a {kind}") from None
     return raw
+
+
+def check_environment(environ: Mapping[str, str]) -> list[str]:
+    """Every problem of an environment's LEADSTREAM_* variables, for `leadstream settings --check`.
+
+    A process stops at the first bad value; a deployment check wants them all, and also the
+    misspelt names (`LEADSTREAM_KAFKA_BOOTSRAP`) that a process silently ignores.
+    """
+    fields = {ENV_PREFIX + f.name.upper(): f for f in dataclasses.fields(Settings)}
+    problems = [
+        f"{name} is not a setting: fix the name or remove it"
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX) and name not in fields
+    ]
+    for name, f in fields.items():
+        if name in environ:
+            try:
+                _parse(name, environ[name], f.type)
+            except SettingsError as exc:
+                problems.append(str(exc))
+    if not problems:  # cross-field checks need every value parsed
+        try:
+            Settings.from_env(environ)
+        except SettingsError as exc:
+            problems.append(str(exc))
+    return problems

@@ -28,6 +28,7 @@ PROCESS_PORTS = {
     "notifier": DEFAULTS.notifier_port,
 }
 METRIC = re.compile(r"\bleadstream_[a-z_]+")
+RECORDED = re.compile(r"\bleadstream:[a-z0-9_:]+")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
@@ -125,7 +126,7 @@ def test_dockerfile_entrypoint_is_leadstream() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "FROM python:3.11-slim" in dockerfile
     assert 'ENTRYPOINT ["leadstream"]' in dockerfile
-    assert "pip install ." in dockerfile
+    # the wheel it builds and installs: tests/test_packaging.py
 
 
 def test_compose_variables_are_real_settings(compose: dict[str, Any]) -> None:
@@ -195,35 +196,114 @@ def test_rules_cover_the_required_alerts() -> None:
     assert any(name.startswith("leadstream:") for name in exprs), "recording rules"
 
 
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return data
+
+
+def dashboard_panels() -> Iterator[dict[str, Any]]:
+    def walk(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for panel in panels:
+            yield panel
+            yield from walk(panel.get("panels", []))
+
+    yield from walk(dashboard()["panels"])
+
+
+def recorded() -> set[str]:
+    """Names of the recording rules in rules.yml."""
+    return {
+        rule["record"]
+        for group in yaml.safe_load((PROMETHEUS / "rules.yml").read_text())["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+
+
 def test_dashboard_panels() -> None:
     exprs = "\n".join(expr for _, expr in dashboard_exprs())
     for needle in (
-        "sum by (channel) (rate(leadstream_events_received_total",
-        "histogram_quantile(0.99, sum by (le) (rate(leadstream_event_to_score_seconds_bucket",
-        "histogram_quantile(0.5, sum by (le) (rate(leadstream_event_to_handoff_seconds_bucket",
-        "sum by (role, topic) (leadstream_consumer_lag_records)",
-        "leadstream_stage_transitions_total",
-        "sum by (stage, reason) (increase(leadstream_dead_letters_total",
+        "leadstream:events_received:rate1m",
+        "leadstream:event_to_score_seconds:p99_5m",
+        "leadstream:event_to_handoff_seconds:p50_5m",
+        "leadstream:consumer_lag_records:sum",
+        "leadstream:stage_transitions:rate5m",
+        "leadstream:dead_letters:rate5m",
         "sum by (sink, outcome) (rate(leadstream_notifier_deliveries_total",
         "leadstream_notifier_pending_deliveries",
         "sum by (le, lane) (rate(leadstream_notifier_event_to_delivery_seconds_bucket",
-        "sum by (reason) (rate(leadstream_collector_events_dropped_total",
+        "leadstream:collector_events_dropped:rate5m",
     ):
         assert needle in exprs
 
 
-def test_dashboard_uses_the_provisioned_datasource() -> None:
+def test_dashboard_uses_every_recording_rule() -> None:
+    """rules.yml says its recording rules feed the dashboard: each one is on a panel."""
+    used = {name for _, expr in dashboard_exprs() for name in RECORDED.findall(expr)}
+    assert used == recorded()
+
+
+def test_dashboard_queries_through_the_datasource_variable() -> None:
+    """Imported anywhere, the panels follow ${datasource}; no uid of our Compose stack."""
+    data = dashboard()
+    assert "leadstream-prometheus" not in DASHBOARD.read_text()
+    (variable,) = [v for v in data["templating"]["list"] if v["name"] == "datasource"]
+    assert (variable["type"], variable["query"]) == ("datasource", "prometheus")
+    assert variable["current"]["value"] == "default"  # the provisioned Prometheus in Compose
+    (wanted,) = data["__inputs"]
+    assert (wanted["type"], wanted["pluginId"]) == ("datasource", "prometheus")
+    for panel in dashboard_panels():
+        if panel["type"] == "row":
+            continue
+        sources = [panel["datasource"], *(t["datasource"] for t in panel["targets"])]
+        assert all(d == {"type": "prometheus", "uid": "${datasource}"} for d in sources), panel[
+            "title"
+        ]
+
+
+def test_dashboard_has_job_and_instance_variables() -> None:
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    job, instance = variables["job"], variables["instance"]
+    assert job["query"]["query"] == 'label_values(up{job=~"leadstream-.*"}, job)'
+    assert instance["query"]["query"] == 'label_values(up{job=~"$job"}, instance)'
+    for variable in (job, instance):
+        assert variable["datasource"]["uid"] == "${datasource}"
+        assert variable["multi"] and variable["includeAll"]
+
+
+@pytest.mark.parametrize("where, expr", list(dashboard_exprs()), ids=lambda v: str(v)[:50])
+def test_dashboard_queries_follow_grafana_conventions(where: str, expr: str) -> None:
+    """Raw series are narrowed by $job and $instance, windows are $__rate_interval."""
+    windows = re.findall(r"\[([^\]]+)\]", expr)
+    assert all(w == "$__rate_interval" for w in windows), f"{where}: fixed window in {expr!r}"
+    for match in re.finditer(r"\b(leadstream_[a-z_]+)(\{[^}]*\})?", expr):
+        matchers = match.group(2) or ""
+        assert 'job=~"$job"' in matchers and 'instance=~"$instance"' in matchers, (
+            f"{where}: {match.group(1)} without the job and instance variables"
+        )
+
+
+def test_dashboard_panel_ids_are_unique() -> None:
+    ids = [p["id"] for p in dashboard_panels()]
+    assert len(ids) == len(set(ids))
+
+
+def test_grafana_provisioning_loads_the_dashboard(compose: dict[str, Any]) -> None:
     datasources = yaml.safe_load(
         (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text()
     )["datasources"]
-    uids = {d["uid"] for d in datasources}
-    dashboard = json.loads(DASHBOARD.read_text())
-    used = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
-    assert used == uids
+    (prometheus,) = datasources
+    assert prometheus["type"] == "prometheus" and prometheus["isDefault"] is True
+    assert prometheus["url"] == "http://prometheus:9090"
     provider = yaml.safe_load(
         (DEPLOY / "grafana/provisioning/dashboards/leadstream.yml").read_text()
     )
-    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    path = provider["providers"][0]["options"]["path"]
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"])
+    assert mounts["./deploy/grafana/dashboards"] == path
+    assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
+    home = environment(compose["services"]["grafana"])["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == f"{path}/{DASHBOARD.name}"
 
 
 @pytest.mark.parametrize(
@@ -231,9 +311,11 @@ def test_dashboard_uses_the_provisioned_datasource() -> None:
 )
 def test_every_metric_name_exists(where: str, expr: str) -> None:
     names = promql_names(expr)
-    assert names or "up{" in expr, f"{where}: no leadstream metric in {expr!r}"
+    rules = set(RECORDED.findall(expr))
+    assert names or rules or "up{" in expr, f"{where}: no leadstream metric in {expr!r}"
     missing = names - registry_metrics()
     assert not missing, f"{where}: {sorted(missing)} are not in stream/metrics.py"
+    assert rules <= recorded(), f"{where}: {sorted(rules - recorded())} are not in rules.yml"
 
 
 def test_metric_name_parsing() -> None:
@@ -294,3 +376,21 @@ def test_promtool_accepts_config_and_rules() -> None:
     ):
         result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_unit_tests_of_the_alerts() -> None:
+    """deploy/prometheus/rules.test.yml: every alert fires on its case and is quiet on another
+    (pending, or a healthy neighbour); annotations are compared as rendered."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool not found on PATH: install it with `apt-get install prometheus`")
+    tests = PROMETHEUS / "rules.test.yml"
+    result = subprocess.run(
+        [promtool, "test", "rules", str(tests)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    groups = yaml.safe_load(tests.read_text())["tests"]
+    cases = [c for group in groups for c in group.get("alert_rule_test", [])]
+    alerts = {name for name, expr in rule_exprs() if not name.startswith("leadstream:")}
+    assert {c["alertname"] for c in cases if c["exp_alerts"]} == alerts, "a case that fires"
+    assert {c["alertname"] for c in cases if not c["exp_alerts"]} == alerts, "a quiet case"

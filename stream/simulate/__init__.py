@@ -9,6 +9,7 @@ from stream.simulate.journeys import (
     build_journeys,
     default_start,
     ordered_messages,
+    write_journeys,
 )
 from stream.simulate.messages import Journey, Message
 from stream.simulate.personas import DEFAULT_WEIGHTS, PERSONAS, parse_weights
@@ -26,4 +27,5 @@ __all__ = [
     "ordered_messages",
     "parse_weights",
     "send",
+    "write_journeys",
 ]

@@ -11,10 +11,12 @@ contract: `/pricing`, `/product/...`, `/features/...`, `/platform`, `/careers`, 
 from __future__ import annotations
 
 import heapq
+import json
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from stream.errors import SettingsError
@@ -262,3 +264,24 @@ def build_journeys(
 def ordered_messages(journeys: Iterable[Journey]) -> list[Message]:
     """All messages merged by event time; ties keep journey order, each journey its own order."""
     return list(heapq.merge(*(j.messages for j in journeys), key=lambda m: m.at))
+
+
+def write_journeys(journeys: Iterable[Journey], path: Path) -> int:
+    """One JSON line per journey (ids, persona, traits, Segment messages); returns the count.
+
+    The journeys carry simulated names and emails and run to megabytes, so they are written only
+    where the user asks, for replaying or inspecting a run; stdout gets a summary.
+    """
+    count = 0
+    with path.open("w", encoding="utf-8") as out:
+        for journey in journeys:
+            row = {
+                "user_id": journey.user_id,
+                "persona": journey.persona,
+                "anonymous_id": journey.anonymous_id,
+                "traits": journey.traits,
+                "messages": [m.body for m in journey.messages],
+            }
+            out.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            count += 1
+    return count

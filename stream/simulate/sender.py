@@ -46,6 +46,19 @@ class SendReport:
     errors: tuple[str, ...] = ()
     """The distinct reasons of failed batches (first 10)."""
 
+    def summary(self) -> str:
+        """A few lines for a terminal: counts and the failure reasons, never a lead's data.
+
+        The report of a send is what an operator acts on; the journeys themselves (names,
+        emails) go to a file only when asked for (`leadstream simulate --out`).
+        """
+        lines = [
+            f"{self.accepted} message(s) accepted, {self.failed} failed, "
+            f"{self.retries} retried, in {self.requests} request(s) ({self.seconds:.1f}s)"
+        ]
+        lines += [f"  failed: {reason}" for reason in self.errors]
+        return "\n".join(lines)
+
 
 @dataclass
 class _Tally:
