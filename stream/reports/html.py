@@ -53,6 +53,11 @@ def interval(pair: Sequence[float] | None, percent: bool = True) -> str:
     return f"{pct(low)} – {pct(high)}" if percent else f"{low:g} – {high:g}"
 
 
+def thresholds(values: dict[str, float]) -> str:
+    """MQL thresholds as people write them: `A 35, B 45`."""
+    return ", ".join(f"{grade} {value:g}" for grade, value in values.items()) or "none"
+
+
 def card(label: str, value: str, change: str = "", direction: int = 0) -> str:
     cls = {1: "up", -1: "down"}.get(direction, "")
     extra = f' <em class="{cls}">{esc(change)}</em>' if change else ""

@@ -9,7 +9,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream.reports import plots
-from stream.reports.html import card, cards, esc, figure, interval, num, page, pct, table
+from stream.reports.html import (
+    card,
+    cards,
+    esc,
+    figure,
+    interval,
+    num,
+    page,
+    pct,
+    table,
+    thresholds,
+)
 
 SHOWN_CHANGED = 50
 
@@ -41,9 +52,10 @@ def whatif_page(s: Mapping[str, Any]) -> str:
     labels = [w[5:] for w in weeks]
     body = [
         f"<p class=note>Baseline <code>{esc(b['model'])}</code> (MQL thresholds "
-        f"{esc(b['thresholds'])}) against candidate <code>{esc(c['model'])}</code> (thresholds "
-        f"{esc(c['thresholds'])}), both replayed over the same {s['history']['events']:,} events "
-        f"of {s['history']['leads']:,} leads with the pipeline of <code>leadstream replay</code>."
+        f"{esc(thresholds(b['thresholds']))}) against candidate <code>{esc(c['model'])}</code> "
+        f"(thresholds {esc(thresholds(c['thresholds']))}), both replayed over the same "
+        f"{s['history']['events']:,} events of {s['history']['leads']:,} leads with the "
+        "pipeline of <code>leadstream replay</code>."
         + (
             f" {s['history']['bad_lines']} bad line(s) were skipped."
             if s["history"]["bad_lines"]
@@ -221,7 +233,7 @@ def review_page(s: Mapping[str, Any]) -> str:
     bands = list(s["by_band"])
     body = [
         f"<p class=note>Model <code>{esc(s['model'])}</code>, MQL thresholds "
-        f"{esc(s['thresholds'])}; {s['history']['events']:,} events of "
+        f"{esc(thresholds(s['thresholds']))}; {s['history']['events']:,} events of "
         f"{s['history']['leads']:,} leads; objective {esc(s['options']['objective'])} against "
         f"“{esc(target)}”. Intervals are 95 % (Wilson for rates, bootstrap for thresholds).</p>",
         cards(head),
@@ -356,7 +368,7 @@ def _suggestions(s: Mapping[str, Any]) -> str:
     volume = s["suggested_volume"]
     if volume:
         out.append(
-            f"<p>With thresholds {esc(volume['thresholds'])} the same history gives "
+            f"<p>With thresholds {esc(thresholds(volume['thresholds']))} the same history gives "
             f"<b>{volume['candidate_mqls']}</b> MQLs instead of {volume['baseline_mqls']} "
             f"({esc(volume['mql_change_pct'])} %), {volume['leads_changed']} leads on another "
             "path (a what-if of the current model against the suggested one).</p>"

@@ -111,26 +111,32 @@ def stacked_bars(
 def lines_by_day(
     title: str, days: Sequence[str], sides: Mapping[str, Mapping[str, Sequence[int]]]
 ) -> str:
-    """Handoffs per day per queue: one small panel per queue, baseline solid, candidate dashed."""
+    """Handoffs per day per queue: one small panel per queue (three to a row, every queue
+    shown), baseline solid, candidate dashed."""
     queues = sorted({q for per in sides.values() for q in per})
+    cols = max(1, min(len(queues), 3))
+    rows = max(1, -(-len(queues) // cols))
     with matplotlib.rc_context(RC):
-        cols = max(1, min(len(queues), 4))
-        fig, axes = _figure(7.5, 2.6, cols)
+        fig = Figure(figsize=(7.5, 2.4 * rows), layout="constrained")
+        axes = list(fig.subplots(rows, cols, squeeze=False).flat)
         fig.suptitle(title, x=0.01, ha="left", fontweight="bold", fontsize=9)
         if not queues or not days:
             _empty(axes[0])
             return to_svg(fig)
         xs = list(range(len(days)))
-        tick_every = max(1, len(days) // 5)
-        for ax, queue in zip(axes, queues[:cols], strict=False):
+        tick_every = max(1, -(-len(days) // (9 // cols)))
+        for ax, queue in zip(axes, queues, strict=False):
             for (side, per), color, style in zip(
                 sides.items(), (BASELINE, CANDIDATE), ("-", "--"), strict=False
             ):
                 ax.plot(xs, per.get(queue, [0] * len(days)), style, color=color, label=side, lw=1.4)
             ax.set_title(queue, fontsize=8)
             ax.set_xticks(xs[::tick_every], [d[5:] for d in days[::tick_every]], fontsize=7)
-        axes[0].set_ylabel("handoffs per day")
-        axes[-1].legend(loc="upper right", fontsize=7)
+        for ax in axes[len(queues) :]:
+            ax.set_visible(False)
+        for row in range(rows):
+            axes[row * cols].set_ylabel("handoffs per day")
+        axes[0].legend(loc="upper right", fontsize=7)
         return to_svg(fig)
 
 
