@@ -149,8 +149,15 @@ def replay(events: Path, model_path: str | None, until: str | None) -> None:
         sys.exit(2)
 
 
+FROM_TOPIC_HELP = (
+    "Read history from this Kafka topic too (repeatable; 'channels' = every channel topic "
+    "with LEADSTREAM_TOPIC_PREFIX), from its beginning to its current end."
+)
+
+
 @main.command()
-@click.argument("events", nargs=-1, required=True)
+@click.argument("events", nargs=-1)
+@click.option("--from-topic", "topics", multiple=True, help=FROM_TOPIC_HELP)
 @click.option(
     "--baseline",
     "baseline_path",
@@ -174,6 +181,7 @@ def replay(events: Path, model_path: str | None, until: str | None) -> None:
 @click.option("--until", help="Ignore events after this RFC 3339 time.")
 def whatif(
     events: tuple[str, ...],
+    topics: tuple[str, ...],
     baseline_path: str | None,
     candidate_path: str,
     out: Path,
@@ -184,8 +192,19 @@ def whatif(
     """Replay history (EVENTS.jsonl files, - for stdin) under two models, side by side."""
     from stream.reports.commands import run_whatif
 
-    baseline_path = baseline_path or _settings().model_path or None
-    result = run_whatif(baseline_path, candidate_path, events, out, json_out, fail_if, until)
+    settings = _settings()
+    baseline_path = baseline_path or settings.model_path or None
+    result = run_whatif(
+        baseline_path,
+        candidate_path,
+        events,
+        out,
+        json_out,
+        fail_if,
+        until,
+        topics=topics,
+        settings=settings,
+    )
     m = result.summary["metrics"]
     click.echo(
         f"whatif: MQLs {m['baseline_mqls']} → {m['candidate_mqls']} "
@@ -200,7 +219,8 @@ def whatif(
 
 
 @main.command()
-@click.argument("events", nargs=-1, required=True)
+@click.argument("events", nargs=-1)
+@click.option("--from-topic", "topics", multiple=True, help=FROM_TOPIC_HELP)
 @click.option(
     "--model",
     "model_path",
@@ -233,6 +253,7 @@ def whatif(
 @click.option("--band-width", type=float, default=10.0, show_default=True, help="Score band.")
 def review(
     events: tuple[str, ...],
+    topics: tuple[str, ...],
     model_path: str | None,
     out: Path,
     json_out: Path | None,
@@ -249,8 +270,11 @@ def review(
     if band_width <= 0:
         raise click.BadParameter(f"{band_width}: want a positive width", param_hint="--band-width")
     options = ReviewOptions(Objective.parse(objective), target, band_width, parse_grid(grid))
-    model_path = model_path or _settings().model_path or None
-    result = run_review(model_path, events, out, options, json_out)
+    settings = _settings()
+    model_path = model_path or settings.model_path or None
+    result = run_review(
+        model_path, events, out, options, json_out, topics=topics, settings=settings
+    )
     s = result.summary
     parts = [
         f"{g} {sg['current']:g} → "

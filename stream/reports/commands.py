@@ -22,6 +22,7 @@ from stream.reports.review import ReviewOptions, review
 from stream.reports.runs import run_model
 from stream.reports.whatif import METRIC_NAMES, compare
 from stream.scoring.model import Model, ModelError, load_model
+from stream.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,26 @@ class Outcome:
     seconds: float
     failed: str | None = None
     """The --fail-if condition, with its values, when it held."""
+
+
+def load_history(
+    events: Sequence[str], topics: Sequence[str] = (), settings: Settings | None = None
+) -> History:
+    """Files first (in the order given), then the topics (`--from-topic`), as one history."""
+    if not events and not topics:
+        raise ReportError(
+            "no history given: name EVENTS.jsonl files (or -), or --from-topic channels"
+        )
+    lines: list[str] = read_history(events).lines if events else []
+    if topics:
+        import asyncio
+
+        from stream.reports.kafka import read_topics
+
+        if settings is None:
+            settings = Settings.from_env()
+        lines.extend(asyncio.run(read_topics(settings, topics)))
+    return History.from_lines(lines)
 
 
 def _model(path: str | None, what: str) -> Model:
@@ -67,13 +88,17 @@ def run_whatif(
     fail_if: str | None = None,
     until: str | None = None,
     history: History | None = None,
+    topics: Sequence[str] = (),
+    settings: Settings | None = None,
 ) -> Outcome:
-    """Replay the history under both models, write the report, evaluate --fail-if."""
+    """Replay the history under both models, write the report, evaluate --fail-if.
+
+    `history` given (tests) replaces `events` and `topics`."""
     gate = FailIf(fail_if, METRIC_NAMES) if fail_if else None
     baseline = _model(baseline_path, "baseline")
     candidate = _model(candidate_path, "candidate")
     started = time.monotonic()
-    history = history if history is not None else read_history(events)
+    history = history if history is not None else load_history(events, topics, settings)
     summary = compare(
         history, run_model(history, baseline, until), run_model(history, candidate, until)
     )
@@ -92,13 +117,17 @@ def run_review(
     options: ReviewOptions,
     json_out: Path | None = None,
     history: History | None = None,
+    topics: Sequence[str] = (),
+    settings: Settings | None = None,
 ) -> Outcome:
-    """Replay the history under the current model and its threshold sweep; write the review."""
+    """Replay the history under the current model and its threshold sweep; write the review.
+
+    `history` given (tests) replaces `events` and `topics`."""
     model = _model(model_path, "current")
     if options.target not in ("accepted", "opportunity"):
         raise ReportError(f"--target {options.target!r}: want accepted or opportunity")
     started = time.monotonic()
-    history = history if history is not None else read_history(events)
+    history = history if history is not None else load_history(events, topics, settings)
     summary = review(history, model, options)
     _write(out, review_page(summary), "report")
     _write(json_out, _json(summary), "JSON summary")
