@@ -20,7 +20,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:32px 0 8px;border-bott
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
 .card{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:10px 14px;min-width:150px}
 .card b{display:block;font-size:20px}.card span{color:#666;font-size:12px}
-.up{color:#b03a2e}.down{color:#1e7b45}
+.up{color:#9a5b00}.down{color:#245d8f}
 figure{background:#fff;border:1px solid #e3e3e3;border-radius:6px;margin:12px 0;padding:8px}
 figure svg{width:100%;height:auto;display:block}
 figcaption{color:#666;font-size:12px;padding:4px 6px 0}

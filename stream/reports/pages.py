@@ -210,6 +210,31 @@ def _changed(s: Mapping[str, Any]) -> str:
             f"<p class=note>{s['changed_total'] - SHOWN_CHANGED} more in the JSON summary "
             f"(--json; it lists up to {len(s['changed'])}).</p>"
         )
+    retimed = s["retimed"]
+    if retimed:
+        out.append(
+            f"<h2>Same path, other times ({s['metrics']['leads_retimed']})</h2>"
+            "<p class=note>Leads that take the same steps under both models, one of them "
+            f"earlier or later; median shift {s['metrics']['median_retime_days']:+g} days "
+            "(positive: later under the candidate). Largest shift first.</p>"
+        )
+        out.append(
+            table(
+                ["lead", "step", "baseline", "candidate", "shift (days)", "engagement b / c"],
+                [
+                    (
+                        r["lead_id"],
+                        r["step"],
+                        r["baseline_at"][:16].replace("T", " "),
+                        r["candidate_at"][:16].replace("T", " "),
+                        f"{r['shift_days']:+.2f}",
+                        f"{r['baseline_engagement']:.1f} / {r['candidate_engagement']:.1f}",
+                    )
+                    for r in retimed[:SHOWN_CHANGED]
+                ],
+                left=4,
+            )
+        )
     return "".join(out)
 
 

@@ -178,19 +178,41 @@ def _why(
     return "; ".join(parts)
 
 
-def changed_leads(runs: Mapping[str, Run], history: History) -> tuple[list[dict[str, Any]], int]:
-    """Leads whose stage path differs, largest difference first; and how many were retimed
-    (same path, a stage reached at another time)."""
+def _retimed(
+    lead: str, base: Sequence[dict[str, Any]], cand: Sequence[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """Same stage path, other times: the first step that moved, and by how much."""
+    b = [tr for tr in base if is_stage_change(tr)]
+    c = [tr for tr in cand if is_stage_change(tr)]
+    for x, y in zip(b, c, strict=True):
+        if x["at"] != y["at"]:
+            return {
+                "lead_id": lead,
+                "step": f"{x['from']} → {x['to']}",
+                "baseline_at": x["at"],
+                "candidate_at": y["at"],
+                "shift_days": round(y["t"] - x["t"], 3),
+                "baseline_engagement": round(x["engagement"], 2),
+                "candidate_engagement": round(y["engagement"], 2),
+            }
+    return None
+
+
+def changed_leads(
+    runs: Mapping[str, Run], history: History
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Leads whose stage path differs, largest difference first; and the retimed ones (same
+    path, a stage reached at another time), largest shift first."""
     base_by, cand_by = runs["baseline"].by_lead(), runs["candidate"].by_lead()
     out: list[dict[str, Any]] = []
-    retimed = 0
+    retimed: list[dict[str, Any]] = []
     for lead in dict.fromkeys([*base_by, *cand_by]):
         base, cand = base_by.get(lead, []), cand_by.get(lead, [])
         bp, cp = _path(base), _path(cand)
         if bp == cp:
-            bt = [tr["at"] for tr in base if is_stage_change(tr)]
-            ct = [tr["at"] for tr in cand if is_stage_change(tr)]
-            retimed += bt != ct
+            moved = _retimed(lead, base, cand)
+            if moved is not None:
+                retimed.append(moved)
             continue
         first_b = next((tr["t"] for tr in base if tr["to"] in HANDOFF_STAGES), None)
         first_c = next((tr["t"] for tr in cand if tr["to"] in HANDOFF_STAGES), None)
@@ -215,6 +237,7 @@ def changed_leads(runs: Mapping[str, Run], history: History) -> tuple[list[dict[
             }
         )
     out.sort(key=lambda d: (-d["distance"], -d["handoff_shift_days"], d["lead_id"]))
+    retimed.sort(key=lambda d: (-abs(d["shift_days"]), d["lead_id"]))
     return out, retimed
 
 
@@ -262,7 +285,9 @@ def compare(history: History, baseline: Run, candidate: Run) -> dict[str, Any]:
     metrics["leads"] = leads
     metrics["leads_changed"] = len(changed)
     metrics["leads_changed_pct"] = round(100.0 * len(changed) / leads, 2) if leads else 0.0
-    metrics["leads_retimed"] = retimed
+    metrics["leads_retimed"] = len(retimed)
+    shifts = [r["shift_days"] for r in retimed]
+    metrics["median_retime_days"] = round(statistics.median(shifts), 3) if shifts else 0.0
     metrics["baseline_median_days_to_mql"] = b["median_days_to_mql"]
     metrics["candidate_median_days_to_mql"] = c["median_days_to_mql"]
     for s in sides.values():
@@ -285,6 +310,7 @@ def compare(history: History, baseline: Run, candidate: Run) -> dict[str, Any]:
         "daily_handoffs": {"days": [d.isoformat() for d in days], "queues": queues, **daily},
         "changed": changed[:MAX_CHANGED],
         "changed_total": len(changed),
+        "retimed": retimed[:MAX_CHANGED],
     }
 
 
@@ -293,6 +319,6 @@ METRIC_NAMES = (
                                "sla_breaches", "median_days_to_mql") for side in SIDES),
     *(f"{n}_change{p}" for n in ("mql", "sales_ready", "handoffs", "fast_lane", "sla_breaches")
       for p in ("", "_pct")),
-    "leads", "leads_changed", "leads_changed_pct", "leads_retimed",
+    "leads", "leads_changed", "leads_changed_pct", "leads_retimed", "median_retime_days",
 )  # fmt: skip
 """Every name a --fail-if expression may use (the keys of `summary["metrics"]`)."""

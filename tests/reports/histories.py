@@ -67,7 +67,7 @@ def recipe(peak: int) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def _event(kind: str, us: int, user: str, **fields: Any) -> dict[str, Any]:
+def event(kind: str, us: int, user: str, **fields: Any) -> dict[str, Any]:
     channel = {"email": "email", "sales": "crm", "trial": "product", "product": "product"}
     return {
         "event_id": f"ev-{next(_ids)}",
@@ -83,9 +83,9 @@ def lead_events(
     user: str, peak: int, start_us: int, traits: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """One lead: identify with its profile, then its burst of scoring events at one instant."""
-    events = [_event("identify", start_us, user, traits=traits)]
+    events = [event("identify", start_us, user, traits=traits)]
     burst = start_us + 60_000_000
-    events.extend(_event(kind, burst, user, properties=props) for kind, props in recipe(peak))
+    events.extend(event(kind, burst, user, properties=props) for kind, props in recipe(peak))
     return events
 
 
@@ -94,8 +94,8 @@ def sales_answer(
 ) -> list[dict[str, Any]]:
     """Sales' answer: accepted with BANT (so the lead becomes an SQL), or rejected."""
     if accepted:
-        return [_event("sales.accepted", at_us, user, traits=BANT_OK)]
-    return [_event("sales.rejected", at_us, user, properties={"reason": reason})]
+        return [event("sales.accepted", at_us, user, traits=BANT_OK)]
+    return [event("sales.rejected", at_us, user, properties={"reason": reason})]
 
 
 def spread(index: int) -> int:

@@ -155,3 +155,24 @@ def test_bad_model_path_and_bad_model_are_clear_errors(tmp_path: Path) -> None:
         main, ["whatif", "--candidate", str(_candidate(tmp_path)), str(tmp_path / "no.jsonl")]
     )
     assert result.exit_code == 1 and "cannot read the events file" in result.output
+
+
+def test_a_lead_that_only_gets_there_later_is_listed_as_retimed() -> None:
+    from .histories import GRADE_A, HOUR_US, by_time, event, lead_events, spread
+
+    start = spread(0)
+    events = lead_events("u-slow", 35, start, GRADE_A)  # 35 at once: MQL under A 35 only
+    later = start + 48 * HOUR_US
+    for n in range(2):  # two days later +16 (and a little decay): above 45 as well
+        events.append(
+            event("content.case_study_download", later, "u-slow", properties={"asset_id": f"c{n}"})
+        )
+    hist = History.from_lines(by_time(events))
+    model = default_model()
+    summary = compare(hist, run_model(hist, model), run_model(hist, _a45(model)))
+    assert summary["changed"] == []
+    (moved,) = summary["retimed"]
+    assert moved["lead_id"] == "u-slow" and moved["step"] == "lead → mql"
+    assert moved["shift_days"] == pytest.approx(2 - 1 / 1440, abs=1e-3)  # burst was +1 min
+    assert summary["metrics"]["leads_retimed"] == 1
+    assert summary["metrics"]["median_retime_days"] == moved["shift_days"]
