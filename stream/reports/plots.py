@@ -198,6 +198,15 @@ def threshold_sweep(suggestion: Mapping[str, Any]) -> str:
         if suggestion["suggested"] is not None:
             ax.axvline(suggestion["suggested"], color=SERIES[3], lw=1.5)
             ax.text(suggestion["suggested"], 0.9, " suggested", fontsize=7, color=SERIES[3])
+        else:
+            ax.text(
+                0.5,
+                0.55,
+                f"no suggestion: {suggestion['positives']} good lead(s) of this grade in history",
+                ha="center",
+                transform=ax.transAxes,
+                color="#777",
+            )
         volume = ax.twinx()
         volume.bar(xs, [row["mql_volume"] for row in table], 0.8, color="#999", alpha=0.25)
         volume.set_ylabel("MQLs in history (all grades)", color="#777")
