@@ -166,6 +166,148 @@ def replay(events: Path, model_path: str | None, until: str | None) -> None:
         sys.exit(2)
 
 
+FROM_TOPIC_HELP = (
+    "Read history from this Kafka topic too (repeatable; 'channels' = every channel topic "
+    "with LEADSTREAM_TOPIC_PREFIX), from its beginning to its current end."
+)
+
+
+@main.command()
+@click.argument("events", nargs=-1)
+@click.option("--from-topic", "topics", multiple=True, help=FROM_TOPIC_HELP)
+@click.option(
+    "--baseline",
+    "baseline_path",
+    help="The model in production (default LEADSTREAM_MODEL_PATH, else the packaged model).",
+)
+@click.option("--candidate", "candidate_path", required=True, help="The edited model file to try.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="whatif.html",
+    show_default=True,
+    help="Self-contained HTML report.",
+)
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON summary."
+)
+@click.option(
+    "--fail-if",
+    help="Exit 1 when this holds, e.g. 'mql_change_pct > 20' (names: see the JSON's metrics).",
+)
+@click.option("--until", help="Ignore events after this RFC 3339 time.")
+def whatif(
+    events: tuple[str, ...],
+    topics: tuple[str, ...],
+    baseline_path: str | None,
+    candidate_path: str,
+    out: Path,
+    json_out: Path | None,
+    fail_if: str | None,
+    until: str | None,
+) -> None:
+    """Replay history (EVENTS.jsonl files, - for stdin) under two models, side by side."""
+    from stream.reports.commands import run_whatif
+
+    settings = _settings()
+    baseline_path = baseline_path or settings.model_path or None
+    result = run_whatif(
+        baseline_path,
+        candidate_path,
+        events,
+        out,
+        json_out,
+        fail_if,
+        until,
+        topics=topics,
+        settings=settings,
+    )
+    m = result.summary["metrics"]
+    click.echo(
+        f"whatif: MQLs {m['baseline_mqls']} → {m['candidate_mqls']} "
+        f"({m['mql_change_pct'] if m['mql_change_pct'] is not None else 'n/a'} %), "
+        f"handoffs {m['baseline_handoffs']} → {m['candidate_handoffs']}, "
+        f"{m['leads_changed']} of {m['leads']} leads on another path; "
+        f"{result.summary['history']['events']} events in {result.seconds:.1f}s; report {out}"
+    )
+    if result.failed:
+        click.echo(f"whatif: --fail-if {result.failed} holds", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("events", nargs=-1)
+@click.option("--from-topic", "topics", multiple=True, help=FROM_TOPIC_HELP)
+@click.option(
+    "--model",
+    "model_path",
+    help="The model that made the handoffs (default LEADSTREAM_MODEL_PATH, else packaged).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="review.html",
+    show_default=True,
+    help="Self-contained HTML report.",
+)
+@click.option(
+    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON summary."
+)
+@click.option(
+    "--objective",
+    default="f1",
+    show_default=True,
+    help="What the suggested threshold aims at: f1, acceptance:RATE or recall:RATE.",
+)
+@click.option(
+    "--target",
+    type=click.Choice(["accepted", "opportunity"]),
+    default="accepted",
+    show_default=True,
+    help="The outcome that makes a lead good.",
+)
+@click.option("--grid", help="Thresholds to try, FROM:TO:STEP (default 20:80:5, then by 1).")
+@click.option("--band-width", type=float, default=10.0, show_default=True, help="Score band.")
+def review(
+    events: tuple[str, ...],
+    topics: tuple[str, ...],
+    model_path: str | None,
+    out: Path,
+    json_out: Path | None,
+    objective: str,
+    target: str,
+    grid: str | None,
+    band_width: float,
+) -> None:
+    """Review the MQL thresholds against sales outcomes in history (EVENTS.jsonl files)."""
+    from stream.reports.commands import run_review
+    from stream.reports.review import ReviewOptions
+    from stream.reports.sweep import Objective, parse_grid
+
+    if band_width <= 0:
+        raise click.BadParameter(f"{band_width}: want a positive width", param_hint="--band-width")
+    options = ReviewOptions(Objective.parse(objective), target, band_width, parse_grid(grid))
+    settings = _settings()
+    model_path = model_path or settings.model_path or None
+    result = run_review(
+        model_path, events, out, options, json_out, topics=topics, settings=settings
+    )
+    s = result.summary
+    parts = [
+        f"{g} {sg['current']:g} → "
+        + ("?" if sg["suggested"] is None else f"{sg['suggested']:g}")
+        + (f" [{sg['interval'][0]:g}, {sg['interval'][1]:g}]" if sg["interval"] else "")
+        for g, sg in s["suggestions"].items()
+    ]
+    accepted = s["funnel"]["rates"]["accepted"]
+    click.echo(
+        f"review: {s['funnel']['counts']['handed_over']} handed to sales, accepted "
+        f"{'n/a' if accepted is None else f'{accepted:.0%}'}; suggested thresholds "
+        f"({s['options']['objective']}): {', '.join(parts) or 'none'}; "
+        f"{result.seconds:.1f}s; report {out}"
+    )
+
+
 @main.command()
 @click.option("--leads", type=int, default=200, show_default=True, help="Leads to simulate.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Random seed (reproducible).")

@@ -1,0 +1,217 @@
+"""The reports' plots: matplotlib figures rendered to inline SVG strings.
+
+Figures are built with `matplotlib.figure.Figure` directly, never pyplot: no global state, no
+GUI backend, safe in any process. The SVG keeps text as text (`svg.fonttype: none`, so it
+stays sharp and searchable) and is deterministic (fixed hash salt, no date), so the same
+history gives the same report bytes apart from the generation time printed in the page.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure
+
+BASELINE, CANDIDATE = "#4c72b0", "#dd8452"
+SERIES = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2", "#937860", "#da8bc3")
+RC: Any = {  # matplotlib types rc keys as literals; this is a plain mapping of them
+    "svg.fonttype": "none",
+    "svg.hashsalt": "leadstream",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.axisbelow": True,
+    "grid.color": "#e5e5e5",
+    "legend.frameon": False,
+}
+
+
+def to_svg(fig: Figure) -> str:
+    """The figure as an `<svg>` element ready to inline in HTML (no XML prolog, no size in
+    points: the page's CSS sizes it)."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context(RC):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    return re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r"<svg\1", text, count=1)
+
+
+def _figure(width: float = 7.5, height: float = 3.0, cols: int = 1) -> tuple[Figure, list[Any]]:
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        axes = fig.subplots(1, cols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _empty(ax: Any, text: str = "nothing in this history") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def grouped_bars(
+    title: str,
+    categories: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    *,
+    ylabel: str = "",
+    colors: Sequence[str] = SERIES,
+    percent: bool = False,
+    width: float = 7.5,
+) -> str:
+    """Bars per category, one colour per series (baseline vs candidate, or outcomes)."""
+    with matplotlib.rc_context(RC):
+        fig, (ax,) = _figure(width)
+        ax.set_title(title, loc="left", fontweight="bold")
+        if not categories:
+            _empty(ax)
+            return to_svg(fig)
+        n = max(1, len(series))
+        step = 0.8 / n
+        for i, (name, values) in enumerate(series.items()):
+            xs = [x - 0.4 + step * (i + 0.5) for x in range(len(categories))]
+            bars = ax.bar(xs, values, step * 0.95, label=name, color=colors[i % len(colors)])
+            if len(categories) * n <= 40:
+                labels = [f"{v:.0%}" if percent else f"{v:g}" for v in values]
+                ax.bar_label(bars, labels, fontsize=7, padding=1)
+        ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 8 else 0)
+        if percent:
+            ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        return to_svg(fig)
+
+
+def stacked_bars(
+    title: str, categories: Sequence[str], series: Mapping[str, Sequence[float]], ylabel: str
+) -> str:
+    """Stacked bars per category (rejection reasons by band)."""
+    with matplotlib.rc_context(RC):
+        fig, (ax,) = _figure()
+        ax.set_title(title, loc="left", fontweight="bold")
+        if not categories or not series:
+            _empty(ax, "no rejections in this history")
+            return to_svg(fig)
+        bottom = [0.0] * len(categories)
+        for i, (name, values) in enumerate(series.items()):
+            ax.bar(categories, values, 0.6, bottom=bottom, label=name, color=SERIES[i % 7])
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        return to_svg(fig)
+
+
+def lines_by_day(
+    title: str, days: Sequence[str], sides: Mapping[str, Mapping[str, Sequence[int]]]
+) -> str:
+    """Handoffs per day per queue: one small panel per queue (three to a row, every queue
+    shown), baseline solid, candidate dashed."""
+    queues = sorted({q for per in sides.values() for q in per})
+    cols = max(1, min(len(queues), 3))
+    rows = max(1, -(-len(queues) // cols))
+    with matplotlib.rc_context(RC):
+        fig = Figure(figsize=(7.5, 2.4 * rows), layout="constrained")
+        axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+        fig.suptitle(title, x=0.01, ha="left", fontweight="bold", fontsize=9)
+        if not queues or not days:
+            _empty(axes[0])
+            return to_svg(fig)
+        xs = list(range(len(days)))
+        tick_every = max(1, -(-len(days) // (9 // cols)))
+        for ax, queue in zip(axes, queues, strict=False):
+            for (side, per), color, style in zip(
+                sides.items(), (BASELINE, CANDIDATE), ("-", "--"), strict=False
+            ):
+                ax.plot(xs, per.get(queue, [0] * len(days)), style, color=color, label=side, lw=1.4)
+            ax.set_title(queue, fontsize=8)
+            ax.set_xticks(xs[::tick_every], [d[5:] for d in days[::tick_every]], fontsize=7)
+        for ax in axes[len(queues) :]:
+            ax.set_visible(False)
+        for row in range(rows):
+            axes[row * cols].set_ylabel("handoffs per day")
+        axes[0].legend(loc="upper right", fontsize=7)
+        return to_svg(fig)
+
+
+def distributions(
+    title: str,
+    values: Mapping[str, Sequence[float]],
+    xlabel: str,
+    marks: Mapping[str, float] | None = None,
+) -> str:
+    """Empirical cumulative distributions (time to MQL, hours to first sales touch); `marks`
+    draws vertical reference lines (SLAs)."""
+    with matplotlib.rc_context(RC):
+        fig, (ax,) = _figure()
+        ax.set_title(title, loc="left", fontweight="bold")
+        if not any(values.values()):
+            _empty(ax)
+            return to_svg(fig)
+        for (name, data), color in zip(
+            values.items(), (BASELINE, CANDIDATE, *SERIES[2:]), strict=False
+        ):
+            ordered = sorted(data)
+            if not ordered:
+                continue
+            ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
+            ax.step(ordered, ys, where="post", color=color, label=f"{name} (n={len(ordered)})")
+        for label, x in (marks or {}).items():
+            ax.axvline(x, color="#c44e52", lw=1, ls=":")
+            ax.text(x, 0.02, f" {label}", color="#c44e52", fontsize=7, rotation=90, va="bottom")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("share of leads, cumulative")
+        ax.legend(loc="lower right")
+        return to_svg(fig)
+
+
+def threshold_sweep(suggestion: Mapping[str, Any]) -> str:
+    """Precision, recall and F1 against the threshold of one grade, with the current and the
+    suggested threshold, the suggestion's interval, and the MQL volume on a second axis."""
+    table = suggestion["table"]
+    with matplotlib.rc_context(RC):
+        fig, (ax,) = _figure(7.5, 3.2)
+        ax.set_title(
+            f"Grade {suggestion['grade']}: threshold against {suggestion['objective']}",
+            loc="left",
+            fontweight="bold",
+        )
+        xs = [row["threshold"] for row in table]
+        for key, color in (("precision", SERIES[0]), ("recall", SERIES[2]), ("f1", SERIES[3])):
+            ys = [row[key] if row[key] is not None else float("nan") for row in table]
+            ax.plot(xs, ys, "o-", ms=2.5, color=color, label=key, lw=1.4)
+        ax.set_ylim(0, 1.05)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        ax.set_xlabel(f"MQL engagement threshold, grade {suggestion['grade']}")
+        ax.axvline(suggestion["current"], color="#555", ls="--", lw=1)
+        ax.text(suggestion["current"], 1.0, " current", fontsize=7, color="#555")
+        if suggestion["interval"]:
+            low, high = suggestion["interval"]
+            ax.axvspan(low - 0.3, high + 0.3, color=SERIES[3], alpha=0.12, lw=0)
+        if suggestion["suggested"] is not None:
+            ax.axvline(suggestion["suggested"], color=SERIES[3], lw=1.5)
+            ax.text(suggestion["suggested"], 0.9, " suggested", fontsize=7, color=SERIES[3])
+        else:
+            ax.text(
+                0.5,
+                0.55,
+                f"no suggestion: {suggestion['positives']} good lead(s) of this grade in history",
+                ha="center",
+                transform=ax.transAxes,
+                color="#777",
+            )
+        volume = ax.twinx()
+        volume.bar(xs, [row["mql_volume"] for row in table], 0.8, color="#999", alpha=0.25)
+        volume.set_ylabel("MQLs in history (all grades)", color="#777")
+        volume.grid(False)
+        ax.set_zorder(volume.get_zorder() + 1)
+        ax.patch.set_visible(False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1.0))
+        return to_svg(fig)
