@@ -1,17 +1,17 @@
 """`--from-topic`: history read from the ingest topics instead of a file.
 
 Every partition is read from its beginning to the end offset it had when the read started
-(records arriving meanwhile belong to the next report). Partitions are merged by record
-timestamp (the collector's produce time, so roughly the order it accepted them) while each
-partition keeps its own order: one identity key lives in one partition of its channel topic,
-so its events never swap places. Across channel topics Kafka has no common order; the merge by
-time is what the worker sees too, to within its poll batches.
+(records arriving meanwhile belong to the next report). Partitions are merged by the
+collector's acceptance stamp (`accepted_at`, the order the worker applies them in, see
+docs/worker.md), else by record timestamp (records written before the stamp existed), while
+each partition keeps its own order.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -73,7 +73,7 @@ async def read_topics(settings: Settings, names: Sequence[str]) -> list[str]:
             for tp, records in batch.items():
                 for r in records:
                     if r.offset < ends[tp] and r.value is not None:
-                        per_part[tp].append((r.timestamp, r.offset, r.value.decode("utf-8")))
+                        per_part[tp].append((_stamp(r), r.offset, r.value.decode("utf-8")))
                 if records and records[-1].offset >= ends[tp] - 1:
                     pending.discard(tp)
             for tp in list(pending):
@@ -83,3 +83,11 @@ async def read_topics(settings: Settings, names: Sequence[str]) -> list[str]:
         await consumer.stop()
     merged = heapq.merge(*per_part.values(), key=lambda item: item[0])
     return [line for _, _, line in merged]
+
+
+def _stamp(record: Any) -> int:
+    """Acceptance stamp in microseconds: the `accepted_at` header, else the record time."""
+    for name, value in record.headers or ():
+        if name == "accepted_at" and value.isdigit():
+            return int(value)
+    return int(record.timestamp) * 1000

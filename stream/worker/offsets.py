@@ -14,25 +14,63 @@ gives every seek a target and takes the start of the partition out of that case.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    KafkaError,
+    NotCoordinatorForGroupError,
+)
 
 from stream.lag import partitions_of
 
+COORDINATOR_STARTING = (
+    GroupCoordinatorNotAvailableError,
+    CoordinatorLoadInProgressError,
+    NotCoordinatorForGroupError,
+)
 log = logging.getLogger("leadstream.worker")
 
 
-async def seed_group_offsets(bootstrap: str, group: str, topics: list[str]) -> int:
+async def seed_group_offsets(
+    bootstrap: str, group: str, topics: list[str], *, coordinator_wait: float = 20.0
+) -> int:
     """Commit the beginning of every partition of `topics` that `group` has no offset for.
 
-    Returns how many were committed. With other members of the group already running the
-    broker refuses a commit from outside the group; that is logged and the worker starts
-    anyway (those members have committed offsets by then).
+    Returns how many were committed. On a fresh broker the group coordinator (the offsets
+    topic) takes a moment to come up: that is waited for, up to `coordinator_wait` seconds.
+    With other members of the group already running the broker refuses a commit from outside
+    the group; that is logged and the worker starts anyway (those members have committed
+    offsets by then).
     """
+    deadline = time.monotonic() + coordinator_wait
+    while True:
+        try:
+            return await _seed(bootstrap, group, topics)
+        except COORDINATOR_STARTING:
+            if time.monotonic() > deadline:
+                log.warning(
+                    "the group coordinator for %s did not come up in %.0fs; starting without "
+                    "committed starting offsets (the gap guard still finds holes)",
+                    group,
+                    coordinator_wait,
+                )
+                return 0
+            await asyncio.sleep(0.5)
+        except KafkaError as exc:
+            log.warning(
+                "could not commit starting offsets for %s (%s); starting anyway", group, exc
+            )
+            return 0
+
+
+async def _seed(bootstrap: str, group: str, topics: list[str]) -> int:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
@@ -53,9 +91,6 @@ async def seed_group_offsets(bootstrap: str, group: str, topics: list[str]) -> i
         beginnings = await consumer.beginning_offsets(missing)
         await consumer.commit({tp: beginnings[tp] for tp in missing})
         return len(missing)
-    except KafkaError as exc:
-        log.warning("could not commit starting offsets for %s (%s); starting anyway", group, exc)
-        return 0
     finally:
         await consumer.stop()
         await admin.close()
