@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from stream.errors import SettingsError
@@ -51,3 +53,13 @@ def test_every_setting_is_documented() -> None:
 def test_unknown_override_is_refused() -> None:
     with pytest.raises(SettingsError, match="unknown settings"):
         Settings.from_env({}, kafka_bootstrapp="x:1")
+
+
+def test_worker_refuses_a_data_dir_it_cannot_create(tmp_path: Path) -> None:
+    from stream.worker.app import run
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    settings = Settings.from_env(environ={}, data_dir=str(blocker / "state"))
+    with pytest.raises(SettingsError, match="LEADSTREAM_DATA_DIR=.*cannot create"):
+        run(settings)

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -23,6 +24,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from stream.deadletter import Headers
+from stream.errors import SettingsError
 from stream.lag import export_lag_forever
 from stream.scoring import AccountState, LeadState, Model, load_model
 from stream.scoring.account import account_engagement
@@ -514,6 +516,14 @@ def faust_worker(app: faust.App, settings: Settings) -> Any:
 
 def run(settings: Settings) -> None:
     """Create topics, then run the worker until SIGTERM/SIGINT."""
+    data_dir = Path(settings.data_dir)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            f"LEADSTREAM_DATA_DIR={settings.data_dir}: cannot create the worker's state "
+            f"directory ({exc.strerror}); point it at a writable path"
+        ) from None
     asyncio.run(ensure_topics(settings))
     topics = Topics.from_settings(settings)
     group = f"{settings.topic_prefix}leadstream-worker"
