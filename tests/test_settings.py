@@ -61,5 +61,5 @@ def test_worker_refuses_a_data_dir_it_cannot_create(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     settings = Settings.from_env(environ={}, data_dir=str(blocker / "state"))
-    with pytest.raises(SettingsError, match="LEADSTREAM_DATA_DIR=.*cannot create"):
+    with pytest.raises(SettingsError, match=r"LEADSTREAM_DATA_DIR=.*cannot create"):
         run(settings)
