@@ -267,18 +267,7 @@ def _person(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]:
                 t = rng.choice(["web.page_view", "web.product_page_view", "web.pricing_view"])
                 steps.append((event(t, "", anon=anon), WEB))
             else:
-                steps.append(
-                    (
-                        event(
-                            "email.click",
-                            "",
-                            email=address,
-                            channel="email",
-                            properties={"message_id": f"m{rng.random()}"},
-                        ),
-                        EMAIL,
-                    )
-                )
+                steps.append(_click(address, rng))
     traits = rng.choice([VP, {"seniority": "student"}, {}])
     if kind == "browser":
         steps.append((event("identify", "", anon=anon, user=user, traits=traits), CRM))
@@ -302,18 +291,7 @@ def _person(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]:
         if kind == "browser":
             steps.append((event("web.product_page_view", "", anon=anon, user=user), WEB))
         elif kind == "email":
-            steps.append(
-                (
-                    event(
-                        "email.click",
-                        "",
-                        email=address,
-                        channel="email",
-                        properties={"message_id": f"m{rng.random()}"},
-                    ),
-                    EMAIL,
-                )
-            )
+            steps.append(_click(address, rng))
         else:
             steps.append(
                 (
@@ -328,3 +306,9 @@ def _person(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]:
                 )
             )
     return steps
+
+
+def _click(address: str, rng: random.Random) -> tuple[dict[str, Any], str]:
+    """An email-only click (a webhook knows the address, nothing else)."""
+    props = {"message_id": f"m{rng.random()}"}
+    return event("email.click", "", email=address, channel="email", properties=props), EMAIL
