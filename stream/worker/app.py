@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from stream import metrics
 from stream.deadletter import Headers
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
@@ -36,7 +37,7 @@ from stream.worker import faustfix
 from stream.worker.gapguard import GapGuard, Verdict
 from stream.worker.offsets import seed_group_offsets, starting_offsets
 from stream.worker.order import CoPartitionMerge
-from stream.worker.pipeline import Pipeline, Tables
+from stream.worker.pipeline import Pipeline, Tables, observe_since
 from stream.worker.processor import AccountStep, Emit, Record, channel_source, header
 from stream.worker.ticks import TickScheduler
 
@@ -197,6 +198,7 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         topics.by_lead,
         merge_timeout=settings.worker_merge_timeout_seconds,
         on_state=lambda lead_id, state: flusher.mark(lead_id, state),
+        observe_latency=True,
     )
     flusher = RedisFlusher(settings, pipeline)
     inputs_in_order = [*topics.channel_topics, topics.by_lead]
@@ -384,6 +386,10 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         """Produce a batch's records, wait for their acks, write the tables; then its
         finished records may be acknowledged to Faust (and their offsets committed)."""
         await send_all(emits)
+        for emit in emits:
+            for _key, _value, headers in emit.handoffs:
+                received = dict(headers).get("ce_receivedat")
+                observe_since(received.decode() if received else None, metrics.EVENT_TO_HANDOFF)
         write_landing(at)
         for emit in emits:
             flusher.add(emit)

@@ -48,6 +48,7 @@ from stream.scoring import (
     next_tick_at,
     snapshot,
 )
+from stream.scoring.events import EventError, parse_time
 from stream.scoring.identity import Identity, Pull, Resolution, is_visitor
 from stream.scoring.state import remember_id, seen_before
 from stream.worker.handoff import handoff_record
@@ -107,6 +108,7 @@ class Pipeline:
         on_state: Callable[[str, LeadState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         trust_lead_ids: bool = False,
+        observe_latency: bool = False,
     ):
         self.model = model
         self.identity = identity
@@ -117,6 +119,8 @@ class Pipeline:
         self.clock = clock
         # Replay files may name a line's lead outright (`lead_id`); the public topics never.
         self.trust_lead_ids = trust_lead_ids
+        # Receipt → score latency, for a live worker (a replay's receipts are history).
+        self.observe_latency = observe_latency
         self.aliases: Staged[str, str] = Staged(tables.aliases)
         self.states: Staged[str, LeadState] = Staged(_Decoded(tables.states))
         self.merges: Staged[str, str] = Staged(tables.merges)
@@ -523,6 +527,8 @@ class Pipeline:
             self._collect(record, outcome, emit)
             applied = outcome.applied
         (APPLIED if applied else DUPLICATE).inc()
+        if applied and self.observe_latency:
+            observe_since(header(record, "received_at"), metrics.EVENT_TO_SCORE)
         # Stored even when nothing changed: after a SIGKILL the local RocksDB can be ahead of
         # the changelog; writing the state again re-sends its changelog record.
         self._keep(p, state, emit)
@@ -610,6 +616,17 @@ class _Decoded(MutableMapping[str, LeadState]):
 
     def __len__(self) -> int:
         return len(self.table_for(self.partition))
+
+
+def observe_since(received_at: str | None, histogram: Any) -> None:
+    """Seconds from the collector's receipt to now, when the receipt time is readable."""
+    if not received_at:
+        return
+    try:
+        received_us = parse_time(received_at, "received_at")
+    except EventError:
+        return
+    histogram.observe(max(0.0, time.time() - received_us / 1_000_000))
 
 
 def _decode_state(raw: str) -> LeadState:

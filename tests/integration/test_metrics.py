@@ -290,6 +290,8 @@ async def test_metrics_of_all_processes_after_real_traffic(pipeline: Pipeline) -
         ("leadstream_stage_transitions_total", {"to_stage": "sales_ready"}),
         ("leadstream_notifier_deliveries_total", {"sink": "webhook", "outcome": "delivered"}),
         ("leadstream_notifier_event_to_delivery_seconds_count", {"lane": "fast"}),
+        ("leadstream_event_to_score_seconds_count", {}),
+        ("leadstream_event_to_handoff_seconds_count", {}),
     ):
         assert total(texts, name, **labels) > 0, f"{name}{labels} is still zero"
 
