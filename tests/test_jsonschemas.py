@@ -44,5 +44,7 @@ def test_a_foreign_ref_is_refused_not_fetched() -> None:
 
 
 def test_unknown_schema_names_the_choices() -> None:
-    with pytest.raises(jsonschemas.SchemaNotFoundError, match="want one of canonical-event"):
+    with pytest.raises(
+        jsonschemas.SchemaNotFoundError, match=r"want one of .*canonical-event\.schema\.json"
+    ):
         jsonschemas.load("lead.schema.json")

@@ -243,8 +243,9 @@ async def test_segment_sdk_identify_then_demo_request_reaches_the_ae_queue(
         if partition_for((a := f"cookie-{tag}-{n}").encode(), parts)
         != partition_for(user.encode(), parts)
     )
+    # vp 25 + 201-1000 employees 20 + software 15 + US 10 + business email 5 = 75: grade A
     vp = {"title": "VP Sales", "seniority": "vp", "employees": 800, "industry": "software",
-          "email": f"vp-{tag}@bigcorp.example"}  # fmt: skip
+          "country": "US", "email": f"vp-{tag}@bigcorp.example"}  # fmt: skip
 
     def calls(analytics: Any) -> None:
         analytics.page(
