@@ -51,3 +51,39 @@ def test_every_setting_is_documented() -> None:
 def test_unknown_override_is_refused() -> None:
     with pytest.raises(SettingsError, match="unknown settings"):
         Settings.from_env({}, kafka_bootstrapp="x:1")
+
+
+def test_no_default_credentials() -> None:
+    """Outside `leadstream dev`/`demo` nothing is preset: no write key, no webhook secret."""
+    settings = Settings.from_env({})
+    assert settings.parsed_write_keys() == {}
+    assert settings.webhook_secret == "" and settings.lead_api_tokens == ""
+    assert settings.webhook_tolerance_seconds == 300
+
+
+def test_delivery_schedule_and_lead_tokens_parse() -> None:
+    settings = Settings.from_env(
+        {
+            "LEADSTREAM_DELIVERY_SCHEDULE": "5s, 5m,30m,2h,1.5h,10",
+            "LEADSTREAM_LEAD_API_TOKENS": "t1:read,t2:admin",
+        }
+    )
+    assert settings.parsed_delivery_schedule() == (5, 300, 1800, 7200, 5400, 10)
+    assert settings.parsed_lead_api_tokens() == {"t1": "read", "t2": "admin"}
+    assert Settings.from_env({"LEADSTREAM_DELIVERY_SCHEDULE": ""}).parsed_delivery_schedule() == ()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LEADSTREAM_DELIVERY_SCHEDULE": "5s,soon"}, r"'soon' is not a positive duration"),
+        ({"LEADSTREAM_DELIVERY_SCHEDULE": "0s"}, r"'0s' is not a positive duration"),
+        ({"LEADSTREAM_LEAD_API_TOKENS": "secret-token:write"}, r"not token:read\|admin"),
+        ({"LEADSTREAM_WEBHOOK_TOLERANCE_SECONDS": "0"}, r"TOLERANCE_SECONDS=0.0: want more"),
+        ({"LEADSTREAM_HEADER_TIMEOUT_SECONDS": "-1"}, r"HEADER_TIMEOUT_SECONDS=-1.0"),
+    ],
+)
+def test_bad_security_values_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as caught:
+        Settings.from_env(env)
+    assert "secret-token" not in str(caught.value)  # a token is never echoed
