@@ -114,7 +114,7 @@ EVENT_TO_DELIVERY = Histogram(
     buckets=(*LATENCY_BUCKETS, 60, 300, 900, 3600),
 )
 
-# Security and delivery schedule (issue 12)
+# Collector security (issue 12)
 COLLECTOR_REFUSALS = Counter(
     "leadstream_collector_refusals_total",
     "Requests refused before their content was trusted, by reason (signature_invalid, "
@@ -130,15 +130,4 @@ COLLECTOR_DEDUPE_UNAVAILABLE = Counter(
     "leadstream_collector_dedupe_unavailable_total",
     "Transport-dedupe lookups or writes that failed because Redis did not answer "
     "(the event was produced; the worker's event-id dedupe still holds).",
-)
-DELIVERY_RETRY_BACKLOG = Gauge(
-    "leadstream_notifier_retry_backlog",
-    "Deliveries waiting in the persisted retry schedule (Redis), by lane; shared by every "
-    "notifier instance.",
-    ["lane"],
-)
-DELIVERY_RETRY_OLDEST = Gauge(
-    "leadstream_notifier_retry_oldest_seconds",
-    "Age of the oldest delivery waiting in the retry schedule, by lane (0 = none waiting).",
-    ["lane"],
 )

@@ -115,11 +115,10 @@ class Settings:
         default="",
     )
     delivery_attempts: int = _doc(
-        "Quick delivery attempts in a row (for blips), before the retry schedule takes over.",
-        default=3,
+        "Delivery attempts before a handoff goes to the dead-letter topic.", default=6
     )
     delivery_backoff_seconds: float = _doc(
-        "First quick-retry delay; doubles per attempt, with jitter.", default=0.5
+        "First retry delay; doubles per attempt, with jitter.", default=0.5
     )
     delivery_timeout_seconds: float = _doc("Timeout of one delivery attempt.", default=5.0)
     allow_private_urls: bool = _doc(
@@ -190,12 +189,6 @@ class Settings:
         "every collector process), seconds.",
         default=24 * 3600.0,
     )
-    delivery_schedule: str = _doc(
-        "Delays of the persisted retries after the quick attempts fail, comma separated "
-        "(s, m, h suffixes); kept in Redis, so a restart keeps the schedule; the handoff is "
-        "dead-lettered only after the last one fails; empty = dead letter after the quick ones.",
-        default="5s,5m,30m,2h,5h,10h",
-    )
 
     metrics_host: str = _doc(
         "Listen address of the worker's and notifier's /metrics (0.0.0.0 in containers).",
@@ -256,7 +249,6 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: want 1 or more")
         self.parsed_write_keys()
         self.parsed_lead_api_tokens()
-        self.parsed_delivery_schedule()
         for name in ("webhook_tolerance_seconds", "header_timeout_seconds", "body_timeout_seconds"):
             if not getattr(self, name) > 0:
                 raise SettingsError(
@@ -292,23 +284,6 @@ class Settings:
                 )
             tokens[token] = scope
         return tokens
-
-    def parsed_delivery_schedule(self) -> tuple[float, ...]:
-        """The retry delays of LEADSTREAM_DELIVERY_SCHEDULE, in seconds."""
-        delays = []
-        for item in filter(None, (p.strip() for p in self.delivery_schedule.split(","))):
-            number, unit = (item[:-1], item[-1]) if item[-1] in "smh" else (item, "s")
-            try:
-                delay = float(number) * {"s": 1, "m": 60, "h": 3600}[unit]
-            except ValueError:
-                delay = -1.0
-            if delay <= 0:
-                raise SettingsError(
-                    f"{ENV_PREFIX}DELIVERY_SCHEDULE={self.delivery_schedule!r}: {item!r} is "
-                    "not a positive duration like 5s, 5m or 2h"
-                )
-            delays.append(delay)
-        return tuple(delays)
 
     @property
     def kafka_port(self) -> int:

@@ -61,23 +61,14 @@ def test_no_default_credentials() -> None:
     assert settings.webhook_tolerance_seconds == 300
 
 
-def test_delivery_schedule_and_lead_tokens_parse() -> None:
-    settings = Settings.from_env(
-        {
-            "LEADSTREAM_DELIVERY_SCHEDULE": "5s, 5m,30m,2h,1.5h,10",
-            "LEADSTREAM_LEAD_API_TOKENS": "t1:read,t2:admin",
-        }
-    )
-    assert settings.parsed_delivery_schedule() == (5, 300, 1800, 7200, 5400, 10)
+def test_lead_tokens_parse() -> None:
+    settings = Settings.from_env({"LEADSTREAM_LEAD_API_TOKENS": "t1:read, t2:admin"})
     assert settings.parsed_lead_api_tokens() == {"t1": "read", "t2": "admin"}
-    assert Settings.from_env({"LEADSTREAM_DELIVERY_SCHEDULE": ""}).parsed_delivery_schedule() == ()
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"LEADSTREAM_DELIVERY_SCHEDULE": "5s,soon"}, r"'soon' is not a positive duration"),
-        ({"LEADSTREAM_DELIVERY_SCHEDULE": "0s"}, r"'0s' is not a positive duration"),
         ({"LEADSTREAM_LEAD_API_TOKENS": "secret-token:write"}, r"not token:read\|admin"),
         ({"LEADSTREAM_WEBHOOK_TOLERANCE_SECONDS": "0"}, r"TOLERANCE_SECONDS=0.0: want more"),
         ({"LEADSTREAM_HEADER_TIMEOUT_SECONDS": "-1"}, r"HEADER_TIMEOUT_SECONDS=-1.0"),
