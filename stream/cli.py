@@ -77,7 +77,7 @@ def settings(check: bool) -> None:
 @click.option("--port", type=int, help="HTTP port (LEADSTREAM_COLLECTOR_PORT).")
 @click.option("--host", help="Listen address (LEADSTREAM_COLLECTOR_HOST).")
 def collector(port: int | None, host: str | None) -> None:
-    """Run the HTTP collector: Segment API, pixel, webhooks, lead API, /metrics."""
+    """Run the HTTP collector: ingest on the public port; lead API and /metrics internal."""
     from stream.collector.app import run
 
     asyncio.run(run(_settings(collector_port=port, collector_host=host)))
@@ -119,7 +119,24 @@ def dev_up() -> None:
     status = env.status()
     click.echo(f"Kafka  {settings.kafka_bootstrap}   log {status.kafka_log}")
     click.echo(f"Redis  {settings.redis_url}   log {status.redis_log}")
+    from stream.dev.credentials import FILE_NAME, dev_credentials
+
+    dev_credentials(settings.dev_path)
+    click.echo(f"development credentials in {settings.dev_path / FILE_NAME} (random, this machine)")
+    click.echo('use them with: eval "$(leadstream dev env)"')
     click.echo("stop them with: leadstream dev down")
+
+
+@dev.command("env")
+def dev_env() -> None:
+    """Print `export` lines of the development credentials (write keys, secrets, tokens)."""
+    import shlex
+
+    from stream.dev.credentials import dev_credentials
+
+    settings = _settings()
+    for name, value in dev_credentials(settings.dev_path).items():
+        click.echo(f"export LEADSTREAM_{name.upper()}={shlex.quote(value)}")
 
 
 @dev.command("down")
@@ -325,9 +342,10 @@ def simulate(leads: int, seed: int, url: str | None, out: Path | None) -> None:
     from collections import Counter
 
     from stream.demo import simulate_against
+    from stream.dev.credentials import with_dev_credentials
     from stream.simulate import write_journeys
 
-    settings = _settings()
+    settings = with_dev_credentials(_settings())
     base = url or f"http://{settings.collector_host}:{settings.collector_port}"
     journeys, report = asyncio.run(simulate_against(settings, leads=leads, seed=seed, url=url))
     personas = Counter(j.persona for j in journeys)

@@ -127,8 +127,13 @@ async def simulate_against(
     from stream.simulate import build_journeys, send
 
     keys = settings.parsed_write_keys()
-    browser = next(k for k, (_, kind) in keys.items() if kind == "browser")
-    server = next(k for k, (_, kind) in keys.items() if kind == "server")
+    browser = next((k for k, (_, kind) in keys.items() if kind == "browser"), None)
+    server = next((k for k, (_, kind) in keys.items() if kind == "server"), None)
+    if browser is None or server is None:
+        raise click.ClickException(
+            "simulate needs a browser and a server key in LEADSTREAM_WRITE_KEYS "
+            '(development: `eval "$(leadstream dev env)"`)'
+        )
     # 40 days back from today's midnight (UTC): the journeys sit at the same times of day on
     # every run, so daily ticks cut them the same way and one seed gives one result.
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -139,6 +144,9 @@ async def simulate_against(
 
 
 def run_demo(base: Settings, *, leads: int, keep: bool) -> int:
+    from stream.dev.credentials import with_dev_credentials
+
+    base = with_dev_credentials(base)  # random per dev directory; never public defaults
     root = Path(".leadstream/demo").resolve()
     shutil.rmtree(root / "worker", ignore_errors=True)  # state of an earlier demo run
     return asyncio.run(_demo(base, root, leads=leads, keep=keep))
@@ -251,11 +259,13 @@ async def _report(settings: Settings, journeys: list[Any], receiver: WebhookRece
     example = to_sales[0]["lead_id"] if to_sales else "<lead_id>"
     click.echo("\nwhere to look next:")
     click.echo(
-        f"  lead API     http://{host}:{settings.collector_port}/v1/leads/{example}"
-        f"  (and /ledger, /v1/leads?stage=mql) — while running with --keep"
+        f"  lead API     http://{settings.collector_internal_host}:"
+        f"{settings.collector_internal_port}/v1/leads/{example}"
+        f"  (and /ledger, /v1/leads?stage=mql) — while running with --keep; token in "
+        f"{settings.dev_path}/credentials.env"
     )
     click.echo(
-        f"  metrics      collector http://{host}:{settings.collector_port}/metrics, "
+        f"  metrics      collector http://{host}:{settings.collector_internal_port}/metrics, "
         f"worker http://{host}:{settings.worker_port}/metrics, "
         f"notifier http://{host}:{settings.notifier_port}/metrics"
     )

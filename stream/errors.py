@@ -59,6 +59,19 @@ class KafkaUnavailableError(LeadstreamError):
     retriable = True
 
 
+class RedisUnavailableError(LeadstreamError):
+    """Redis did not answer where a guarantee depends on it (replay protection): answer 503."""
+
+    reason = "redis_unavailable"
+    retriable = True
+
+
+class RequestTimeoutError(LeadstreamError):
+    """A client sent its request body too slowly: answered 408 and the connection is closed."""
+
+    reason = "request_timeout"
+
+
 class DeliveryError(LeadstreamError):
     """A notification could not be delivered; `retriable` says whether to try again."""
 

@@ -130,3 +130,21 @@ EVENT_TO_DELIVERY = Histogram(
     # Retries back off for minutes: the tail needs buckets beyond the pipeline's 30 s.
     buckets=(*LATENCY_BUCKETS, 60, 300, 900, 3600),
 )
+
+# Collector security (issue 12)
+COLLECTOR_REFUSALS = Counter(
+    "leadstream_collector_refusals_total",
+    "Requests refused before their content was trusted, by reason (signature_invalid, "
+    "replayed, server_key_on_get, request_timeout).",
+    ["reason"],
+)
+COLLECTOR_REFUSALS_UNRECORDED = Counter(
+    "leadstream_collector_refusals_unrecorded_total",
+    "Refused webhook signatures not written as dead letters because their client address "
+    "was over LEADSTREAM_REFUSED_DEADLETTERS_PER_MINUTE (counted here instead).",
+)
+COLLECTOR_DEDUPE_UNAVAILABLE = Counter(
+    "leadstream_collector_dedupe_unavailable_total",
+    "Transport-dedupe lookups or writes that failed because Redis did not answer "
+    "(the event was produced; the worker's event-id dedupe still holds).",
+)

@@ -38,11 +38,14 @@ class Settings:
 
     collector_host: str = _doc("Collector listen address.", default="127.0.0.1")
     collector_port: int = _doc(
-        "Collector HTTP port (Segment API, pixel, webhooks, lead API).", default=8080
+        "Collector public HTTP port: ingest only (Segment API, pixel, redirect, webhooks, health).",
+        default=8080,
     )
     write_keys: str = _doc(
-        "Accepted write keys as key=source:kind pairs, comma separated (kind: browser|server).",
-        default="demo-browser-key=website:browser,demo-server-key=crm:server",
+        "Accepted write keys as key=source:kind pairs, comma separated (kind: browser|server); "
+        "no default: `leadstream dev up` writes development keys, production sets its own "
+        "(16 characters or more each).",
+        default="",
     )
     max_event_bytes: int = _doc("Largest accepted single event, bytes.", default=32 * 1024)
     max_request_bytes: int = _doc(
@@ -76,11 +79,9 @@ class Settings:
         "HMAC secret of /v1/webhooks/generic (social engagement); empty = webhook off.", default=""
     )
     webhook_tolerance_seconds: float = _doc(
-        "Refuse webhook signatures whose timestamp is further than this from now (0 = no check).",
-        default=0.0,
-    )
-    collector_dedupe_ids: int = _doc(
-        "Retried message ids remembered per write key (transport dedupe).", default=100_000
+        "Refuse webhook signatures whose timestamp is further than this from now, seconds; "
+        "tokens and ids are remembered for twice as long (replay protection).",
+        default=300.0,
     )
     produce_timeout_seconds: float = _doc(
         "How long the collector waits for Kafka acks before answering 503.", default=10.0
@@ -113,8 +114,9 @@ class Settings:
     )
     identity_secret: str = _doc(
         "Secret of the keyed hash that email-only visitors' lead ids carry instead of the "
-        "address (leadstream dev/demo set their own; set a long random value in production, "
-        "the same on every collector and worker, and never change it).",
+        "address. Required by the collector and the worker (24+ random characters; "
+        "leadstream dev/demo set their own): the same on every collector and worker, and "
+        "never changed once leads exist.",
         default="",
     )
     idle_tick_seconds: float = _doc(
@@ -128,7 +130,7 @@ class Settings:
     webhook_secret: str = _doc(
         "Standard Webhooks secret (whsec_<base64>); a second one, space separated, is accepted "
         "during rotation.",
-        default="whsec_bGVhZHN0cmVhbS1kZW1vLXNlY3JldC0xMjM0NTY3OA==",
+        default="",
     )
     delivery_attempts: int = _doc(
         "Delivery attempts before a handoff goes to the dead-letter topic.", default=6
@@ -167,6 +169,45 @@ class Settings:
     max_backoff_seconds: float = _doc(
         "Cap on the exponential retry backoff, seconds.", default=300.0
     )
+    # -- security and delivery (issue 12): surfaces, credentials, timeouts, schedules --
+    collector_internal_host: str = _doc(
+        "Listen address of the collector's internal listener (lead API, /metrics); keep it "
+        "on loopback or a private network.",
+        default="127.0.0.1",
+    )
+    collector_internal_port: int = _doc(
+        "Port of the collector's internal listener (lead API, /metrics).", default=8081
+    )
+    lead_api_tokens: str = _doc(
+        "Bearer tokens of the lead API as token:scope pairs, comma separated (scope: read, or "
+        "admin = read + re-drives); 24 characters or more each; empty = lead API refuses all.",
+        default="",
+    )
+    cors_origins: str = _doc(
+        "Origins whose browsers may post to the ingest routes, comma separated "
+        "(https://www.example.com); '*' allows any origin without credentials; empty = none.",
+        default="",
+    )
+    header_timeout_seconds: float = _doc(
+        "Time a client has to send a request's headers (after connecting or after the "
+        "previous response) before the collector closes the connection.",
+        default=10.0,
+    )
+    body_timeout_seconds: float = _doc(
+        "Time a client has to send a request body; a slower one is answered 408 and cut off.",
+        default=30.0,
+    )
+    refused_deadletters_per_minute: float = _doc(
+        "Dead letters written per client address and minute for refused webhook signatures; "
+        "beyond it refusals are only counted (leadstream_collector_refusals_unrecorded_total).",
+        default=10.0,
+    )
+    collector_dedupe_seconds: float = _doc(
+        "How long the collector remembers a message id in Redis (transport dedupe shared by "
+        "every collector process), seconds.",
+        default=24 * 3600.0,
+    )
+
     metrics_host: str = _doc(
         "Listen address of the worker's and notifier's /metrics (0.0.0.0 in containers).",
         default="127.0.0.1",
@@ -225,6 +266,12 @@ class Settings:
         if self.partitions < 1:
             raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: want 1 or more")
         self.parsed_write_keys()
+        self.parsed_lead_api_tokens()
+        for name in ("webhook_tolerance_seconds", "header_timeout_seconds", "body_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: want more than 0 seconds"
+                )
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(
                 f"{ENV_PREFIX}LOG_LEVEL={self.log_level!r}: want debug, info, warning or error"
@@ -242,6 +289,19 @@ class Settings:
                 )
             keys[key] = (source, kind)
         return keys
+
+    def parsed_lead_api_tokens(self) -> dict[str, str]:
+        """token -> scope (read or admin) of the lead API's bearer tokens."""
+        tokens: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in self.lead_api_tokens.split(","))):
+            token, sep, scope = item.rpartition(":")
+            if not sep or not token or scope not in {"read", "admin"}:
+                raise SettingsError(
+                    f"{ENV_PREFIX}LEAD_API_TOKENS: an entry is not token:read|admin "
+                    "(the token itself is not shown)"
+                )
+            tokens[token] = scope
+        return tokens
 
     @property
     def kafka_port(self) -> int:

@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from stream.dev import DevEnvironment
+from stream.dev.credentials import with_dev_credentials
 from stream.dev.process import free_port
 from stream.settings import Settings
 from stream.topics import ensure_topics
@@ -47,7 +48,9 @@ def dev_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevEnvironment
 
 @pytest.fixture(scope="session")
 def base_settings(dev_env: DevEnvironment) -> Settings:
-    return dev_env.settings
+    """The dev servers' settings with development credentials (random, in the test dev dir):
+    there are no default write keys or secrets any more."""
+    return with_dev_credentials(dev_env.settings)
 
 
 @pytest.fixture
@@ -64,6 +67,7 @@ async def settings(base_settings: Settings, tmp_path: Path) -> Settings:
         redis_prefix=f"{tag}:",
         data_dir=str(tmp_path / "worker"),
         collector_port=free_port(),
+        collector_internal_port=free_port(),
         worker_port=free_port(),
         notifier_port=free_port(),
         allow_private_urls=True,

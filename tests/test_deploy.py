@@ -27,6 +27,13 @@ PROCESS_PORTS = {
     "worker": DEFAULTS.worker_port,
     "notifier": DEFAULTS.notifier_port,
 }
+# /metrics of each process: the collector serves it on its internal listener only.
+METRICS_PORTS = {**PROCESS_PORTS, "collector": DEFAULTS.collector_internal_port}
+# Every container port of each process (the collector: public ingest and internal listener).
+CONTAINER_PORTS = {
+    name: {port} | ({DEFAULTS.collector_internal_port} if name == "collector" else set())
+    for name, port in PROCESS_PORTS.items()
+}
 METRIC = re.compile(r"\bleadstream_[a-z_]+")
 RECORDED = re.compile(r"\bleadstream:[a-z0-9_:]+")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -42,7 +49,9 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     env = service.get("environment") or {}
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    # ${VAR:-default} is filled in by compose: judge the default
+    # ${VAR:-default} is filled in by compose: judge the default; ${VAR:?message} must come
+    # from the operator (credentials): judge it as unset
+    env = {k: re.sub(r"\$\{\w+:\?[^}]*\}", "", str(v)) for k, v in env.items()}
     return {k: re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(v)) for k, v in env.items()}
 
 
@@ -138,8 +147,7 @@ def test_compose_variables_are_real_settings(compose: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("process", sorted(PROCESS_PORTS))
 def test_process_ports_are_settings_defaults(compose: dict[str, Any], process: str) -> None:
-    port = PROCESS_PORTS[process]
-    assert published(compose["services"][process]) == {port: port}
+    assert published(compose["services"][process]) == {p: p for p in CONTAINER_PORTS[process]}
 
 
 def test_kafka_and_redis_are_reachable_with_default_settings(compose: dict[str, Any]) -> None:
@@ -171,7 +179,7 @@ def test_prometheus_scrapes_the_compose_services(compose: dict[str, Any]) -> Non
         for static in job["static_configs"]
         for target in static["targets"]
     }
-    assert targets == {f"{name}:{port}" for name, port in PROCESS_PORTS.items()}
+    assert targets == {f"{name}:{port}" for name, port in METRICS_PORTS.items()}
     assert {t.split(":")[0] for t in targets} <= set(compose["services"])
     assert all(
         job.get("metrics_path", "/metrics") == "/metrics" for job in config["scrape_configs"]
@@ -358,7 +366,7 @@ def test_kubernetes_manifests_agree_with_settings() -> None:
             assert {n for n in names if n.startswith("LEADSTREAM_")} <= known
             if doc["metadata"]["name"] in PROCESS_PORTS:
                 ports = {p["containerPort"] for p in container["ports"]}
-                assert ports == {PROCESS_PORTS[doc["metadata"]["name"]]}
+                assert ports == CONTAINER_PORTS[doc["metadata"]["name"]]
                 assert container["args"] == [doc["metadata"]["name"]]
 
 

@@ -30,6 +30,14 @@ SECRET_SETTINGS = {
     "LEADSTREAM_GENERIC_WEBHOOK_SECRET",
     "LEADSTREAM_CRM_TOKEN",
     "LEADSTREAM_SMTP_PASSWORD",
+    "LEADSTREAM_LEAD_API_TOKENS",
+    "LEADSTREAM_IDENTITY_SECRET",
+}
+# Secrets each process reads: its own, and the identity secret collectors and workers share.
+SECRET_REFS = {
+    "collector": {"leadstream-collector", "leadstream-identity"},
+    "worker": {"leadstream-identity"},
+    "notifier": {"leadstream-notifier"},
 }
 
 
@@ -144,10 +152,14 @@ def rule_jobs() -> set[str]:
 
 def test_service_monitor_gives_the_job_names_of_the_rules() -> None:
     monitor = one("ServiceMonitor", "leadstream")["spec"]
+    exists = {
+        e["key"] for e in monitor["selector"]["matchExpressions"] if e["operator"] == "Exists"
+    }
     selected = [
         s
         for s in find("Service")
         if monitor["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+        and exists <= set(s["metadata"]["labels"])
     ]
     jobs: set[str] = set()
     port_names = {e["port"] for e in monitor["endpoints"]}
@@ -167,7 +179,11 @@ def test_kubernetes_scrape_config_gives_the_same_job_names() -> None:
     assert {job["job_name"] for job in config["scrape_configs"]} == rule_jobs()
     for job in config["scrape_configs"]:
         keep = next(r for r in job["relabel_configs"] if r.get("action") == "keep")
-        service = one("Service", job["job_name"].removeprefix("leadstream-"))
+        (service,) = [
+            s
+            for s in find("Service")
+            if s["metadata"]["labels"].get("leadstream.dev/job") == job["job_name"]
+        ]
         port = service["spec"]["ports"][0]["name"]
         assert keep["regex"] == f"{service['metadata']['labels']['leadstream.dev/job']};{port}"
 
@@ -222,4 +238,4 @@ def test_credentials_live_in_secrets_each_process_its_own() -> None:
             ref["secretRef"]["name"] for ref in container(process)["envFrom"] if "secretRef" in ref
         }
         assert refs <= set(secrets)
-        assert refs == ({f"leadstream-{process}"} if process != "worker" else set())
+        assert refs == SECRET_REFS[process]

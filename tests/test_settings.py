@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,50 @@ def test_worker_refuses_a_data_dir_it_cannot_create(tmp_path: Path) -> None:
 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    settings = Settings.from_env(environ={}, data_dir=str(blocker / "state"))
+    settings = Settings.from_env(
+        environ={}, data_dir=str(blocker / "state"), identity_secret=secrets.token_urlsafe(32)
+    )
     with pytest.raises(SettingsError, match=r"LEADSTREAM_DATA_DIR=.*cannot create"):
         run(settings)
+
+
+@pytest.mark.parametrize(
+    ("secret", "says"),
+    [("", "is empty"), ("leadstream-dev-identity-secret", "placeholder"), ("Ab3xY9", "too short")],
+)
+def test_worker_refuses_to_start_without_a_real_identity_secret(
+    tmp_path: Path, secret: str, says: str
+) -> None:
+    """Email-only lead ids are a keyed hash: a missing or public key makes them guessable."""
+    from stream.worker.app import run
+
+    settings = Settings.from_env(environ={}, data_dir=str(tmp_path), identity_secret=secret)
+    with pytest.raises(SettingsError, match=says):
+        run(settings)
+
+
+def test_no_default_credentials() -> None:
+    """Outside `leadstream dev`/`demo` nothing is preset: no write key, no webhook secret."""
+    settings = Settings.from_env({})
+    assert settings.parsed_write_keys() == {}
+    assert settings.webhook_secret == "" and settings.lead_api_tokens == ""
+    assert settings.webhook_tolerance_seconds == 300
+
+
+def test_lead_tokens_parse() -> None:
+    settings = Settings.from_env({"LEADSTREAM_LEAD_API_TOKENS": "t1:read, t2:admin"})
+    assert settings.parsed_lead_api_tokens() == {"t1": "read", "t2": "admin"}
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"LEADSTREAM_LEAD_API_TOKENS": "secret-token:write"}, r"not token:read\|admin"),
+        ({"LEADSTREAM_WEBHOOK_TOLERANCE_SECONDS": "0"}, r"TOLERANCE_SECONDS=0.0: want more"),
+        ({"LEADSTREAM_HEADER_TIMEOUT_SECONDS": "-1"}, r"HEADER_TIMEOUT_SECONDS=-1.0"),
+    ],
+)
+def test_bad_security_values_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message) as caught:
+        Settings.from_env(env)
+    assert "secret-token" not in str(caught.value)  # a token is never echoed

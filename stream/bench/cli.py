@@ -66,7 +66,10 @@ def bench(
     n_events, n_leads = events or size[0], leads or size[1]
     work = Path(tempfile.mkdtemp(prefix="leadstream-bench-"))
     try:
-        base = Settings.from_env(log_level="warning")
+        from stream.dev.credentials import with_dev_credentials
+
+        # dev credentials (no defaults any more): the bench runs its own collector and receiver
+        base = with_dev_credentials(Settings.from_env(log_level="warning"))
     except LeadstreamError as exc:
         raise click.ClickException(str(exc)) from None
     env = None

@@ -1,4 +1,5 @@
-"""The collector's aiohttp app: Segment-compatible API, pixel, redirect, webhooks, health."""
+"""The collector's two aiohttp apps: the public ingest app (Segment-compatible API, pixel,
+redirect, webhooks, health) and the internal one (lead API, /metrics) on its own listener."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from stream.collector import pixel, webhooks
 from stream.collector.directory import AcceptStamps, Directory
-from stream.collector.limits import RateLimiter, RecentIds, decode_body, read_body
+from stream.collector.limits import RateLimiter, decode_body, read_body
 from stream.collector.mapping import UNMAPPED, EventMapping, load_mapping
 from stream.collector.producer import EventProducer, Record
 from stream.collector.segment import (
@@ -34,15 +36,22 @@ from stream.collector.segment import (
     process,
     split_body,
 )
+from stream.collector.shared import ReplayGuard, SharedDedupe
+from stream.collector.timeouts import GuardedSite, HeaderDeadline
 from stream.deadletter import Headers, deadletter_headers
 from stream.errors import (
     InvalidJsonError,
     KafkaUnavailableError,
     LeadstreamError,
+    RedisUnavailableError,
+    RequestTimeoutError,
     SchemaViolationError,
+    SettingsError,
     SizeViolationError,
 )
 from stream.metrics import (
+    COLLECTOR_REFUSALS,
+    COLLECTOR_REFUSALS_UNRECORDED,
     DEAD_LETTERS,
     EVENTS_DROPPED,
     EVENTS_RECEIVED,
@@ -71,6 +80,23 @@ SEGMENT_ROUTES = {
     "batch": ("/v1/batch", "/v1/b", "/v1/import"),
 }
 _CORS_HEADERS = "Content-Type, Authorization, Content-Encoding, AnonymousId"
+# CORS is answered on the Segment ingest routes only: webhooks are server-to-server, the pixel
+# and redirect are plain GETs that need no CORS, and nothing else is served on this port.
+CORS_PATHS = frozenset(p for paths in SEGMENT_ROUTES.values() for p in paths)
+# A refused request keeps this much of its body in the dead letter, never more.
+EXCERPT_BYTES = 1024
+# Request headers a refused webhook's dead letter keeps (what a person needs to see why).
+_REFUSAL_HEADERS = (
+    "Content-Type",
+    "Content-Length",
+    "Content-Encoding",
+    "User-Agent",
+    "X-Twilio-Email-Event-Webhook-Signature",
+    "X-Twilio-Email-Event-Webhook-Timestamp",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+)
 
 
 class Producer(Protocol):
@@ -85,7 +111,7 @@ class Producer(Protocol):
 
 @dataclass(frozen=True)
 class CollectorOptions:
-    """Collector settings that are not (yet) fields of Settings; read from it when present."""
+    """The collector's part of Settings, typed once (tests build it directly)."""
 
     mapping_path: str = ""
     pixel_cookie: str = ""
@@ -94,27 +120,33 @@ class CollectorOptions:
     sendgrid_public_key: str = ""
     mailgun_signing_key: str = ""
     generic_webhook_secret: str = ""
-    webhook_tolerance_seconds: float = 0.0
-    dedupe_ids: int = 100_000
+    webhook_tolerance_seconds: float = 300.0
+    dedupe_seconds: float = 24 * 3600.0
     produce_timeout_seconds: float = 10.0
+    cors_origins: tuple[str, ...] = ()
+    """Allowed browser origins; ("*",) = any origin, without credentials."""
+    body_timeout_seconds: float = 30.0
+    refused_deadletters_per_minute: float = 10.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CollectorOptions:
-        def get(name: str, default: Any) -> Any:
-            return getattr(settings, name, default)
+        def split(text: str) -> tuple[str, ...]:
+            return tuple(h.strip() for h in text.split(",") if h.strip())
 
-        hosts = get("redirect_allow_hosts", "")
         return cls(
-            mapping_path=get("mapping_path", ""),
-            pixel_cookie=get("pixel_cookie", ""),
-            pixel_cookie_days=int(get("pixel_cookie_days", 365)),
-            redirect_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip()),
-            sendgrid_public_key=get("sendgrid_public_key", ""),
-            mailgun_signing_key=get("mailgun_signing_key", ""),
-            generic_webhook_secret=get("generic_webhook_secret", ""),
-            webhook_tolerance_seconds=float(get("webhook_tolerance_seconds", 0.0)),
-            dedupe_ids=int(get("collector_dedupe_ids", 100_000)),
-            produce_timeout_seconds=float(get("produce_timeout_seconds", 10.0)),
+            mapping_path=settings.mapping_path,
+            pixel_cookie=settings.pixel_cookie,
+            pixel_cookie_days=settings.pixel_cookie_days,
+            redirect_hosts=tuple(h.lower() for h in split(settings.redirect_allow_hosts)),
+            sendgrid_public_key=settings.sendgrid_public_key,
+            mailgun_signing_key=settings.mailgun_signing_key,
+            generic_webhook_secret=settings.generic_webhook_secret,
+            webhook_tolerance_seconds=settings.webhook_tolerance_seconds,
+            dedupe_seconds=settings.collector_dedupe_seconds,
+            produce_timeout_seconds=settings.produce_timeout_seconds,
+            cors_origins=tuple(o.rstrip("/") for o in split(settings.cors_origins)),
+            body_timeout_seconds=settings.body_timeout_seconds,
+            refused_deadletters_per_minute=settings.refused_deadletters_per_minute,
         )
 
 
@@ -136,12 +168,24 @@ class Collector:
         self.topics = Topics.from_settings(settings)
         self.write_keys = settings.parsed_write_keys()
         self.limiter = RateLimiter(settings.rate_limit_per_second)
-        self.recent = RecentIds(options.dedupe_ids)
         self.directory = Directory(
             settings.redis_url, settings.redis_prefix, secret_or_dev(settings.identity_secret)
         )
         self.stamps = AcceptStamps()
+        # Refused signatures: `per_minute` dead letters per client address, a minute's burst.
+        per_minute = options.refused_deadletters_per_minute
+        self.refusal_budget = RateLimiter(per_minute / 60.0, capacity=max(1.0, per_minute))
         self.now = clock
+        self.redis: Any = None
+        self.dedupe: SharedDedupe | None = None
+        self.replay: ReplayGuard | None = None
+
+    def attach_redis(self, redis: Any) -> None:
+        """Use `redis` for transport dedupe and replay protection (shared by all collectors)."""
+        prefix = self.settings.redis_prefix
+        self.redis = redis
+        self.dedupe = SharedDedupe(redis, prefix, self.options.dedupe_seconds)
+        self.replay = ReplayGuard(redis, prefix, 2 * self.options.webhook_tolerance_seconds)
 
     def source(self, write_key: str | None) -> Source | None:
         """The source of a write key, or None when the key is unknown."""
@@ -150,7 +194,7 @@ class Collector:
         name, kind = self.write_keys[write_key]
         return Source(name, kind, write_key)
 
-    def records(
+    async def records(
         self, outcomes: Sequence[Outcome], source: Source, keys: Sequence[bytes] | None = None
     ) -> list[Record]:
         """Kafka records of the outcomes: retried message ids are left out (transport dedupe).
@@ -159,6 +203,10 @@ class Collector:
         own key). Each record carries its acceptance stamp (`accepted_at`), which orders one
         person's records across topics in the worker.
         """
+        assert self.dedupe is not None, "attach_redis first"
+        ids = [o.message_id for o in outcomes if isinstance(o, Accepted) and o.message_id]
+        ids = list(dict.fromkeys(ids))
+        seen = await self.dedupe.seen(dedupe_namespace(source), ids)
         records: list[Record] = []
         in_request: set[str] = set()
         accepted = iter(keys or ())
@@ -167,7 +215,7 @@ class Collector:
                 key = next(accepted, outcome.key)
                 message_id = outcome.message_id
                 if message_id is not None:
-                    if message_id in in_request or self.recent.seen(source.namespace, message_id):
+                    if message_id in in_request or message_id in seen:
                         continue
                     in_request.add(message_id)
                 topic = self.topics.events(outcome.event["channel"])
@@ -182,10 +230,11 @@ class Collector:
         """Produce every outcome and wait for every ack; KafkaUnavailableError when Kafka fails."""
         events = [o.event for o in outcomes if isinstance(o, Accepted)]
         keys = await self.directory.keys(events) if events else []
-        records = self.records(outcomes, source, keys)
+        records = await self.records(outcomes, source, keys)
         await self.producer.send_all(records)
         ids = [o.message_id for o in outcomes if isinstance(o, Accepted) and o.message_id]
-        self.recent.add(source.namespace, ids)
+        assert self.dedupe is not None
+        await self.dedupe.remember(dedupe_namespace(source), list(dict.fromkeys(ids)))
         for outcome in outcomes:
             if isinstance(outcome, Accepted):
                 event = outcome.event
@@ -205,6 +254,34 @@ class Collector:
         await self.producer.send_deadletter(raw[: self.settings.max_request_bytes], key, headers)
         DEAD_LETTERS.labels(stage=STAGE, reason=error.reason).inc()
 
+    async def refusal(self, request: web.Request, raw: bytes, error: LeadstreamError) -> None:
+        """A small dead letter for a request refused before it was trusted (bad signature).
+
+        It holds the reason, a few request headers, the client address and the first
+        EXCERPT_BYTES of the body, never the body itself, and at most
+        `refused_deadletters_per_minute` of them per client address: without a credential
+        nobody can fill the dead-letter topic. Refusals over the budget are counted.
+        """
+        COLLECTOR_REFUSALS.labels(error.reason).inc()
+        address = request.remote or "unknown"
+        if not self.refusal_budget.take(address):
+            COLLECTOR_REFUSALS_UNRECORDED.inc()
+            return
+        extra = [("client_address", address), ("body_bytes", str(len(raw)))]
+        extra += [
+            (f"http_{name.lower()}", request.headers[name][:512])
+            for name in _REFUSAL_HEADERS
+            if name in request.headers
+        ]
+        headers = deadletter_headers(error.reason, STAGE, str(error), extra=extra)
+        await self.producer.send_deadletter(raw[:EXCERPT_BYTES], None, headers)
+        DEAD_LETTERS.labels(stage=STAGE, reason=error.reason).inc()
+
+
+def dedupe_namespace(source: Source) -> str:
+    """Transport dedupe is per source (every key of a source shares it), webhooks per provider."""
+    return f"webhook:{source.name}" if source.kind == "webhook" else f"source:{source.name}"
+
 
 COLLECTOR = web.AppKey("collector", Collector)
 
@@ -216,56 +293,113 @@ def create_app(
     mapping: EventMapping | None = None,
     options: CollectorOptions | None = None,
     clock: Callable[[], datetime] | None = None,
+    redis: Any = None,
+    deadline: HeaderDeadline | None = None,
 ) -> web.Application:
-    """The collector app; the producer's lifecycle stays with the caller (see `run`)."""
+    """The public ingest app; producer and (given) Redis client stay with the caller.
+
+    Without `redis` the app opens its own client from LEADSTREAM_REDIS_URL when it starts.
+    `deadline` (from `run`) disarms the header timeout when a request's headers are in.
+    """
     options = options or CollectorOptions.from_settings(settings)
     mapping = mapping or load_mapping(options.mapping_path or None)
     collector = Collector(settings, producer, mapping, options, clock or _utcnow)
-    app = web.Application(middlewares=[_observe, _cors], client_max_size=settings.max_request_bytes)
+    middlewares = [_observe, _cors]
+    if deadline is not None:
+        middlewares.insert(0, deadline.middleware())
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_request_bytes)
     app[COLLECTOR] = collector
+    if redis is not None:
+        collector.attach_redis(redis)
+    else:
+
+        async def open_redis(app: web.Application) -> None:
+            collector.attach_redis(aioredis.from_url(settings.redis_url))
+
+        async def close_redis(app: web.Application) -> None:
+            if collector.redis is not None:
+                await collector.redis.aclose()
+
+        app.on_startup.append(open_redis)
+        app.on_cleanup.append(close_redis)
     for call, paths in SEGMENT_ROUTES.items():
         handler = _segment_handler(collector, call)
         for path in paths:
             app.router.add_post(path, handler)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
     app.add_routes(pixel.routes(collector))
     app.add_routes(webhooks.routes(collector))
     return app
 
 
+def create_internal_app(settings: Settings) -> web.Application:
+    """The internal listener's app: the lead API (bearer token with a scope) and /metrics."""
+    app = web.Application()
+    add_lead_routes(app, settings)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/healthz", _healthz)
+    return app
+
+
 async def run(settings: Settings) -> None:
-    """Serve the collector until SIGTERM or SIGINT, then drain requests and flush Kafka."""
+    """Serve both listeners until SIGTERM or SIGINT, then drain requests and flush Kafka."""
+    from stream.credentials import check_collector
     from stream.topics import ensure_topics
 
+    check_collector(settings)  # before anything listens: no placeholder credentials
+    if (settings.collector_host, settings.collector_port) == (
+        settings.collector_internal_host,
+        settings.collector_internal_port,
+    ):
+        raise SettingsError(
+            "LEADSTREAM_COLLECTOR_INTERNAL_PORT equals LEADSTREAM_COLLECTOR_PORT: the lead API "
+            "and /metrics need a listener of their own"
+        )
     options = CollectorOptions.from_settings(settings)
     producer = EventProducer.from_settings(settings, timeout=options.produce_timeout_seconds)
     try:
         await ensure_topics(settings)
     except (KafkaError, OSError) as exc:  # serve anyway: requests answer 503 until Kafka is back
         log.warning("could not check topics (Kafka at %s): %s", settings.kafka_bootstrap, exc)
-    app = create_app(settings, producer, options=options)
-    add_lead_routes(app, settings)  # the lead API shares the collector's port
+    deadline = HeaderDeadline(settings.header_timeout_seconds)
+    app = create_app(settings, producer, options=options, deadline=deadline)
     # auto_decompress off: the collector inflates gzip itself, with a cap (gzip bombs).
+    # keepalive_timeout: an idle connection is closed by the header deadline anyway.
     runner = web.AppRunner(
-        app, auto_decompress=False, handle_signals=False, access_log=None, shutdown_timeout=10.0
+        app,
+        auto_decompress=False,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=10.0,
+        keepalive_timeout=settings.header_timeout_seconds,
     )
+    internal = web.AppRunner(create_internal_app(settings), handle_signals=False, access_log=None)
     await runner.setup()
+    await internal.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, settings.collector_host, settings.collector_port)
+        site = GuardedSite(runner, settings.collector_host, settings.collector_port, deadline)
         await site.start()
-        log.info("collector listening on %s:%s", settings.collector_host, settings.collector_port)
+        host, port = settings.collector_internal_host, settings.collector_internal_port
+        await web.TCPSite(internal, host, port).start()
+        log.info(
+            "collector listening on %s:%s (ingest), %s:%s (lead API, /metrics)",
+            settings.collector_host,
+            settings.collector_port,
+            host,
+            port,
+        )
         await stop.wait()
         log.info("collector stopping")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+        await internal.cleanup()
         await producer.stop()
         await app[COLLECTOR].directory.close()
 
@@ -280,14 +414,23 @@ def error_response(
     )
 
 
-def unavailable(exc: KafkaUnavailableError) -> web.Response:
-    log.warning("Kafka unavailable: %s", exc)
+def unavailable(exc: KafkaUnavailableError | RedisUnavailableError) -> web.Response:
+    what = "Kafka" if isinstance(exc, KafkaUnavailableError) else "Redis"
+    log.warning("%s unavailable: %s", what, exc)
     return error_response(
         503,
         exc.reason,
-        "Kafka is unavailable; retry later",
+        f"{what} is unavailable; retry later",
         {"Retry-After": RETRY_AFTER_UNAVAILABLE},
     )
+
+
+def timed_out(exc: RequestTimeoutError) -> web.Response:
+    """408 and close: the client was too slow to send its body."""
+    COLLECTOR_REFUSALS.labels(exc.reason).inc()
+    response = error_response(408, exc.reason, str(exc), {"Connection": "close"})
+    response.force_close()
+    return response
 
 
 def write_key_of(request: web.Request) -> str | None:
@@ -320,7 +463,9 @@ def _segment_handler(
             return error_response(429, "rate_limited", "rate limit", {"Retry-After": str(wait)})
         body_bytes = b""
         try:
-            body_bytes = await read_body(request, settings.max_request_bytes)
+            body_bytes = await read_body(
+                request, settings.max_request_bytes, collector.options.body_timeout_seconds
+            )
             HTTP_REQUEST_SIZE.labels(route=_route(request)).observe(len(body_bytes))
             raw = decode_body(
                 body_bytes, request.headers.get("Content-Encoding", ""), settings.max_request_bytes
@@ -331,6 +476,8 @@ def _segment_handler(
                 )
         except SizeViolationError as exc:
             return error_response(413, exc.reason, str(exc))
+        except RequestTimeoutError as exc:
+            return timed_out(exc)
         except InvalidJsonError as exc:  # not gzip, or an encoding we do not speak
             if source is None:
                 return _missing_key()
@@ -439,18 +586,25 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
 
 @web.middleware
 async def _cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Browser SDKs post cross-origin; answer preflights and allow the origin on /v1 routes."""
-    if not request.path.startswith("/v1/"):
+    """Browser SDKs post cross-origin: answer preflights and allow configured origins only.
+
+    Only the Segment ingest routes, only LEADSTREAM_CORS_ORIGINS (none by default), and never
+    with credentials: `*` is sent as `*`, so no page can read a response with a user's cookies.
+    """
+    if request.path not in CORS_PATHS:
         return await handler(request)
-    origin = request.headers.get("Origin")
+    origins = request.app[COLLECTOR].options.cors_origins
+    origin = request.headers.get("Origin", "").rstrip("/")
     if request.method == "OPTIONS":
         response: web.StreamResponse = web.Response(status=204)
     else:
         response = await handler(request)
-    if origin:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+    allowed = "*" if "*" in origins else origin if origin and origin in origins else None
+    if allowed is not None:
+        response.headers["Access-Control-Allow-Origin"] = allowed
+        if allowed != "*":
+            response.headers["Vary"] = "Origin"
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
         response.headers["Access-Control-Max-Age"] = "86400"
     return response

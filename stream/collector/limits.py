@@ -1,7 +1,8 @@
-"""Request limits: capped body reads, gzip with bomb protection, rate limits, retry dedupe."""
+"""Request limits: capped and timed body reads, gzip with bomb protection, rate limits."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 import zlib
@@ -11,18 +12,30 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from stream.errors import InvalidJsonError, SizeViolationError
+from stream.errors import InvalidJsonError, RequestTimeoutError, SizeViolationError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 64 * 1024
 
 
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
+async def read_body(request: web.Request, max_bytes: int, timeout: float | None = None) -> bytes:
     """The request body, refused with SizeViolationError past `max_bytes` before reading it all.
 
     Content-Length is checked first; chunked bodies are read in pieces and the read stops as
-    soon as the cap is passed, so a huge body never sits in memory.
+    soon as the cap is passed, so a huge body never sits in memory. A body that takes longer
+    than `timeout` seconds is RequestTimeoutError: a client trickling bytes (slowloris) would
+    otherwise hold a connection and its buffer for as long as it likes.
     """
+    if timeout is None:
+        return await _read_capped(request, max_bytes)
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_capped(request, max_bytes)
+    except TimeoutError:
+        raise RequestTimeoutError(f"request body not received within {timeout:g}s") from None
+
+
+async def _read_capped(request: web.Request, max_bytes: int) -> bytes:
     length = request.content_length
     if length is not None and length > max_bytes:
         raise SizeViolationError(f"request body of {length} bytes exceeds {max_bytes} bytes")
@@ -93,11 +106,20 @@ class RateLimiter:
     sender waits `retry_after` seconds, which is what Segment's SDKs do on 429.
     """
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        capacity: float | None = None,
+        max_keys: int = 100_000,
+    ) -> None:
         self.rate = rate
-        self.capacity = max(rate, 1.0)
+        self.capacity = max(rate, 1.0) if capacity is None else capacity
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self.max_keys = max_keys
+        """Buckets kept; the least recently used go first, so many keys cannot exhaust memory."""
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def retry_after(self, key: str) -> int | None:
         """Seconds to wait before this key may send again, or None when it may send now."""
@@ -115,36 +137,22 @@ class RateLimiter:
         tokens = self._refill(key)
         self._buckets[key] = (tokens - events, self._clock())
 
+    def take(self, key: str, events: int = 1) -> bool:
+        """Take `events` tokens only if the bucket holds them (no borrowing): a hard budget."""
+        if self.rate <= 0:
+            return True
+        tokens = self._refill(key)
+        if tokens < events:
+            return False
+        self._buckets[key] = (tokens - events, self._clock())
+        return True
+
     def _refill(self, key: str) -> float:
         now = self._clock()
         tokens, at = self._buckets.get(key, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - at) * self.rate)
         self._buckets[key] = (tokens, now)
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
         return tokens
-
-
-class RecentIds:
-    """The last `size` message ids per write key, so a retried SDK batch is not produced twice.
-
-    Transport-level only: bounded and in memory, lost on restart. The worker dedupes on
-    event_id inside its state, which is the real guarantee.
-    """
-
-    def __init__(self, size: int = 100_000) -> None:
-        self.size = size
-        self._ids: dict[str, OrderedDict[str, None]] = {}
-
-    def seen(self, key: str, message_id: str) -> bool:
-        ids = self._ids.get(key)
-        if ids is None or message_id not in ids:
-            return False
-        ids.move_to_end(message_id)
-        return True
-
-    def add(self, key: str, message_ids: list[str]) -> None:
-        ids = self._ids.setdefault(key, OrderedDict())
-        for message_id in message_ids:
-            ids[message_id] = None
-            ids.move_to_end(message_id)
-        while len(ids) > self.size:
-            ids.popitem(last=False)

@@ -15,6 +15,7 @@ from yarl import URL
 
 from stream.collector.segment import Batch, process
 from stream.errors import LeadstreamError
+from stream.metrics import COLLECTOR_REFUSALS
 
 if TYPE_CHECKING:
     from stream.collector.app import Collector
@@ -47,8 +48,29 @@ _COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _UNSAFE_URL = re.compile(r"[\\\s\x00-\x1f\x7f]")
 
 
+SERVER_KEY_ON_GET = (
+    "server write keys are refused on GET routes (a key in a URL ends up in logs and "
+    "referrers): use a browser key here, and send server events with POST /v1/track"
+)
+
+
+def _server_key(collector: Collector, request: web.Request) -> bool:
+    """True when the URL carries a server write key (refused: it would leak, and it would let
+    an image tag send CRM-only event types)."""
+    source = collector.source(request.query.get("writeKey"))
+    if source is not None and source.kind == "server":
+        COLLECTOR_REFUSALS.labels("server_key_on_get").inc()
+        log.warning("GET %s with a server write key refused", request.path)
+        return True
+    return False
+
+
 def routes(collector: Collector) -> list[web.RouteDef]:
     async def pixel(request: web.Request) -> web.StreamResponse:
+        if _server_key(collector, request):
+            # Still the GIF (an image tag shows nothing else), with the reason in a header.
+            headers = {**NO_CACHE, "X-Leadstream-Error": SERVER_KEY_ON_GET}
+            return web.Response(status=403, body=GIF, content_type="image/gif", headers=headers)
         response = web.Response(body=GIF, content_type="image/gif", headers=NO_CACHE)
         try:
             anonymous_id = _cookie_anonymous_id(collector, request, response)
@@ -61,6 +83,10 @@ def routes(collector: Collector) -> list[web.RouteDef]:
         target = request.query.get("u", "")
         if not allowed_redirect(target, collector.options.redirect_hosts):
             return web.Response(status=400, text="redirect target is not allowed", headers=NO_CACHE)
+        if _server_key(collector, request):
+            from stream.collector.app import error_response
+
+            return error_response(403, "server_key_on_get", SERVER_KEY_ON_GET, NO_CACHE)
         if "writeKey" in request.query:
             try:
                 cookie = request.cookies.get(collector.options.pixel_cookie or "", "")

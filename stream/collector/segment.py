@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -104,6 +105,29 @@ def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
         stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
 
 
+def has_control(text: str) -> bool:
+    """True when `text` holds a control character (C0, DEL, C1) or a line/paragraph separator.
+
+    Such ids end up in Kafka keys, Redis keys and HTTP headers of handoffs, where they are
+    forbidden ("Forbidden control character in headers") and would fail at the notifier for
+    good; they are refused at the door instead.
+    """
+    return any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in text)
+
+
+def check_text(name: str, text: str) -> str:
+    """`text`, or SchemaViolationError naming the field when it holds a control character."""
+    if has_control(text):
+        raise SchemaViolationError(f"{name}: control characters are not allowed")
+    return text
+
+
+def _check_keys(name: str, data: Mapping[str, Any]) -> None:
+    for key in data:
+        if isinstance(key, str) and has_control(key):
+            raise SchemaViolationError(f"{name}: a key holds control characters")
+
+
 def split_body(call: str, body: Any, max_events: int) -> Batch:
     """The messages of a request body: a batch's list, or the body itself for single calls."""
     if not isinstance(body, dict):
@@ -182,6 +206,11 @@ def canonical(
     if call in ("identify", "group"):
         traits_raw.update(_object(message, "traits"))
 
+    _check_keys("traits", traits_raw)
+    _check_keys("properties", properties)
+    for raw_email in (traits_raw.get("email"), properties.get("email")):
+        if isinstance(raw_email, str):
+            check_text("email", raw_email)
     anonymous_id = _ident(message, "anonymousId")
     user_id = _ident(message, "userId")
     email = normalise_email(traits_raw.get("email")) or normalise_email(properties.get("email"))
@@ -193,6 +222,7 @@ def canonical(
         name = message.get("event")
         if not isinstance(name, str) or not name.strip():
             raise SchemaViolationError("event: a track call needs an event name")
+        check_text("event", name)
         mapped = mapping.track_type(name)
         if mapped is None:
             event_type = UNMAPPED
@@ -342,6 +372,8 @@ def normalise_email(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     email = value.strip().lower()
+    if has_control(email):
+        return None
     local, at, domain = email.rpartition("@")
     if not at or not local or "." not in domain or len(email) > 254 or " " in email:
         return None
@@ -379,7 +411,7 @@ def _ident(data: Mapping[str, Any], name: str) -> str | None:
     text = value.strip() if isinstance(value, str) else str(value)
     if len(text) > MAX_ID_CHARS:
         raise SchemaViolationError(f"{name}: longer than {MAX_ID_CHARS} characters")
-    return text or None
+    return check_text(name, text) or None
 
 
 def _str(value: Any) -> str | None:

@@ -64,6 +64,8 @@ def address_problem(ip: IPAddress, *, allow_private: bool) -> str | None:
         return "a link-local address"
     if ip.is_private:
         return "a private address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "a site-local address"  # fec0::/10, deprecated but still routed inside sites
     if not ip.is_global:
         return "a non-public address"
     return None

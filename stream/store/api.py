@@ -1,6 +1,15 @@
-"""The lead API: `GET /v1/leads/{id}`, its ledger and deliveries, and leads by stage."""
+"""The lead API: `GET /v1/leads/{id}`, its ledger and deliveries, leads by stage, re-drives.
+
+Served only on the collector's internal listener, never on the public ingest port. Every route
+needs `Authorization: Bearer <token>` with a token of LEADSTREAM_LEAD_API_TOKENS: `read` for
+the GET routes, `admin` (which includes read) for the re-drive.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -9,6 +18,60 @@ from stream.settings import Settings
 from stream.store.redis import LeadStore
 
 STORE_KEY = web.AppKey("lead_store", LeadStore)
+SETTINGS_KEY = web.AppKey("lead_api_settings", Settings)
+SCOPES = {"read": frozenset({"read", "admin"}), "admin": frozenset({"admin"})}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class TokenScopes:
+    """Bearer tokens and their scopes, compared in constant time.
+
+    Tokens are compared as SHA-256 digests (equal length) against every configured token, with
+    no early exit, so neither a token's length nor its position leaks through timing.
+    """
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        self._digests = [(hashlib.sha256(t.encode()).digest(), s) for t, s in tokens.items()]
+
+    def scope(self, authorization: str) -> str | None:
+        """The scope of the header's bearer token, or None when it is missing or unknown."""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        given = hashlib.sha256(token.strip().encode()).digest()
+        found: str | None = None
+        for digest, scope in self._digests:
+            if hmac.compare_digest(digest, given):
+                found = scope
+        return found
+
+
+TOKENS_KEY = web.AppKey("lead_api_tokens", TokenScopes)
+
+
+def require(scope: str, handler: Handler) -> Handler:
+    """`handler` behind a bearer token with `scope`: 401 without a valid token, 403 without
+    the scope."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        has = request.app[TOKENS_KEY].scope(request.headers.get("Authorization", ""))
+        if has is None:
+            return web.json_response(
+                {
+                    "error": "a bearer token is required: Authorization: Bearer <token> with a "
+                    "token of LEADSTREAM_LEAD_API_TOKENS"
+                },
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="leadstream"'},
+            )
+        if has not in SCOPES[scope]:
+            return web.json_response(
+                {"error": f"this token has scope {has!r}; this route needs {scope!r}"},
+                status=403,
+            )
+        return await handler(request)
+
+    return guarded
 
 
 def add_lead_routes(app: web.Application, settings: Settings) -> None:
@@ -20,13 +83,16 @@ def add_lead_routes(app: web.Application, settings: Settings) -> None:
     async def close_store(app: web.Application) -> None:
         await app[STORE_KEY].close()
 
+    app[TOKENS_KEY] = TokenScopes(settings.parsed_lead_api_tokens())
+    app[SETTINGS_KEY] = settings
     app.on_startup.append(open_store)
     app.on_cleanup.append(close_store)
-    app.router.add_get("/v1/leads", list_leads)
-    app.router.add_get("/v1/leads/{lead_id}", get_lead)
-    app.router.add_get("/v1/leads/{lead_id}/ledger", get_ledger)
-    app.router.add_get("/v1/leads/{lead_id}/deliveries", get_deliveries)
-    app.router.add_get("/v1/accounts/{account_id}", get_account)
+    app.router.add_get("/v1/leads", require("read", list_leads))
+    app.router.add_get("/v1/leads/{lead_id}", require("read", get_lead))
+    app.router.add_get("/v1/leads/{lead_id}/ledger", require("read", get_ledger))
+    app.router.add_get("/v1/leads/{lead_id}/deliveries", require("read", get_deliveries))
+    app.router.add_get("/v1/accounts/{account_id}", require("read", get_account))
+    app.router.add_post("/v1/admin/deadletters/redrive", require("admin", redrive_deadletters))
 
 
 def _int_param(request: web.Request, name: str, default: int, most: int) -> int:
@@ -81,3 +147,18 @@ async def get_account(request: web.Request) -> web.Response:
     if snap is None:
         return web.json_response({"error": "no such account", "account_id": account_id}, status=404)
     return web.json_response(snap)
+
+
+async def redrive_deadletters(request: web.Request) -> web.Response:
+    """`leadstream deadletters redrive` over HTTP: ?reason=&stage=&handoff=true&dry_run=true."""
+    from stream.deadletters import redrive
+
+    query = request.query
+    counts = await redrive(
+        request.app[SETTINGS_KEY],
+        reason=query.get("reason") or None,
+        stage=query.get("stage") or None,
+        dry_run=query.get("dry_run", "").lower() in {"1", "true", "yes"},
+        handoff=query.get("handoff", "").lower() in {"1", "true", "yes"},
+    )
+    return web.json_response(counts)

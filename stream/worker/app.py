@@ -24,6 +24,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from stream import metrics
+from stream.credentials import check_identity_secret
 from stream.deadletter import Headers
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
@@ -522,6 +523,7 @@ def faust_worker(app: faust.App, settings: Settings) -> Any:
 
 def run(settings: Settings) -> None:
     """Create topics, then run the worker until SIGTERM/SIGINT."""
+    check_identity_secret(settings)
     data_dir = Path(settings.data_dir)
     try:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -57,10 +59,12 @@ class FakeProducer:
 
 @pytest.fixture
 def unit_settings() -> Settings:
+    """Settings of the app under test; its own Redis prefix (dedupe and replay live there)."""
     return Settings.from_env(
         environ={},
         write_keys=f"{BROWSER_KEY}=website:browser,{SERVER_KEY}=crm:server",
         topic_prefix="unit.",
+        redis_prefix=f"unit{uuid.uuid4().hex[:8]}:",
     )
 
 
@@ -85,8 +89,10 @@ def app(
     producer: FakeProducer,
     options: CollectorOptions,
     clock: Callable[[], datetime],
+    redis_client: aioredis.Redis,
 ) -> web.Application:
-    return create_app(unit_settings, producer, options=options, clock=clock)
+    """The public app with a fake Kafka and the real Redis (transport dedupe, replays)."""
+    return create_app(unit_settings, producer, options=options, clock=clock, redis=redis_client)
 
 
 @pytest.fixture

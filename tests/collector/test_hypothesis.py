@@ -90,10 +90,12 @@ def test_any_message_is_accepted_or_rejected(message: dict[str, Any]) -> None:
     assert outcome is not None
 
 
-async def _post_all(requests: list[tuple[str, bytes]]) -> list[int]:
-    settings_ = Settings.from_env(environ={}, write_keys=f"{BROWSER_KEY}=website:browser")
+async def _post_all(requests: list[tuple[str, bytes]], redis_url: str) -> list[int]:
+    settings_ = Settings.from_env(
+        environ={}, write_keys=f"{BROWSER_KEY}=website:browser", redis_url=redis_url
+    )
     producer = FakeProducer(Topics.from_settings(settings_))
-    app = create_app(settings_, producer)
+    app = create_app(settings_, producer)  # opens its own Redis client (dedupe)
     statuses = []
     async with TestClient(await start_server(app)) as client:
         for path, raw in requests:
@@ -113,7 +115,9 @@ async def _post_all(requests: list[tuple[str, bytes]]) -> list[int]:
         max_size=15,
     )
 )
-def test_app_never_answers_5xx_for_data(requests: list[tuple[str, bytes]]) -> None:
-    statuses = asyncio.run(_post_all(requests))
+def test_app_never_answers_5xx_for_data(
+    requests: list[tuple[str, bytes]], base_settings: Settings
+) -> None:
+    statuses = asyncio.run(_post_all(requests, base_settings.redis_url))
     assert all(s < 500 for s in statuses), statuses
     assert statuses[-1] == 200

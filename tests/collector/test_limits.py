@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from stream.collector.limits import RateLimiter, RecentIds, decode_body, gunzip
+from stream.collector.limits import RateLimiter, decode_body, gunzip
 from stream.errors import InvalidJsonError, SizeViolationError
 
 
@@ -70,11 +70,21 @@ def test_rate_limiter_off() -> None:
     assert limiter.retry_after("k") is None
 
 
-def test_recent_ids_are_bounded_per_key() -> None:
-    recent = RecentIds(size=3)
-    recent.add("a", ["1", "2", "3"])
-    assert recent.seen("a", "1")
-    assert not recent.seen("b", "1")
-    recent.add("a", ["4"])  # "1" was touched by seen(), so "2" is the oldest
-    assert not recent.seen("a", "2")
-    assert recent.seen("a", "1") and recent.seen("a", "4")
+def test_rate_limiter_forgets_the_least_recent_keys_past_its_bound() -> None:
+    now = [0.0]
+    limiter = RateLimiter(1.0, clock=lambda: now[0], capacity=1.0, max_keys=2)
+    limiter.charge("a", 1)
+    assert limiter.retry_after("a") == 1
+    limiter.charge("b", 1)
+    limiter.charge("c", 1)  # "a" is the least recent of three: forgotten, so full again
+    assert limiter.retry_after("a") is None
+    assert limiter.retry_after("c") == 1
+
+
+def test_rate_limiter_take_never_borrows() -> None:
+    now = [0.0]
+    budget = RateLimiter(3 / 60, clock=lambda: now[0], capacity=3)
+    assert [budget.take("addr") for _ in range(4)] == [True, True, True, False]
+    now[0] = 20.0  # a third of a minute: one more
+    assert budget.take("addr") and not budget.take("addr")
+    assert budget.take("other")  # per key

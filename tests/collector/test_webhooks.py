@@ -6,17 +6,19 @@ import base64
 import hashlib
 import hmac
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from stream.collector.app import CollectorOptions, create_app
+from stream.collector.app import EXCERPT_BYTES, CollectorOptions, create_app
 from stream.collector.webhooks import generic
 from stream.settings import Settings
 
@@ -24,7 +26,7 @@ from .conftest import FakeProducer, start_server, validate_canonical
 
 Client = TestClient[web.Request, web.Application]
 MAILGUN_KEY = "key-mailgun-signing-123"
-GENERIC_SECRET = "social-secret"
+GENERIC_SECRET = "whsec_" + base64.b64encode(b"social-secret-of-32-random-bytes").decode()
 PRIVATE_KEY = ec.generate_private_key(ec.SECP256R1())
 PUBLIC_KEY = base64.b64encode(
     PRIVATE_KEY.public_key().public_bytes(
@@ -34,13 +36,15 @@ PUBLIC_KEY = base64.b64encode(
 
 
 @pytest.fixture
-async def hooks(unit_settings: Settings, producer: FakeProducer) -> AsyncIterator[Client]:
+async def hooks(
+    unit_settings: Settings, producer: FakeProducer, redis_client: aioredis.Redis
+) -> AsyncIterator[Client]:
     options = CollectorOptions(
         sendgrid_public_key=PUBLIC_KEY,
         mailgun_signing_key=MAILGUN_KEY,
         generic_webhook_secret=GENERIC_SECRET,
     )
-    app = create_app(unit_settings, producer, options=options)
+    app = create_app(unit_settings, producer, options=options, redis=redis_client)
     async with TestClient(await start_server(app)) as client:
         yield client
 
@@ -159,7 +163,7 @@ async def test_sendgrid_forged_is_401_and_dead_lettered(
     assert (await response.json())["code"] == "signature_invalid"
     assert producer.events() == []
     assert producer.reasons() == ["signature_invalid"]
-    assert producer.deadletters()[0].value == data
+    assert producer.deadletters()[0].value == data[:EXCERPT_BYTES]
 
 
 async def test_sendgrid_signed_garbage_is_400(hooks: Client, producer: FakeProducer) -> None:
@@ -171,8 +175,16 @@ async def test_sendgrid_signed_garbage_is_400(hooks: Client, producer: FakeProdu
     assert producer.reasons() == ["invalid_json", "schema_violation"]
 
 
-def mailgun_payload(event_data: dict[str, Any], key: str = MAILGUN_KEY) -> bytes:
-    timestamp, token = str(int(time.time())), "a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"
+def mailgun_payload(
+    event_data: dict[str, Any],
+    key: str = MAILGUN_KEY,
+    *,
+    token: str | None = None,
+    timestamp: str | None = None,
+) -> bytes:
+    """A Mailgun webhook body as Mailgun signs it: a fresh token per delivery."""
+    timestamp = timestamp or str(int(time.time()))
+    token = token or uuid.uuid4().hex + uuid.uuid4().hex[:18]
     digest = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
     return orjson.dumps(
         {
@@ -258,20 +270,23 @@ async def test_mailgun_forged_is_401(hooks: Client, producer: FakeProducer, payl
     assert producer.events() == []
 
 
-async def test_webhook_timestamp_tolerance(unit_settings: Settings, producer: FakeProducer) -> None:
-    options = CollectorOptions(mailgun_signing_key=MAILGUN_KEY, webhook_tolerance_seconds=300)
-    app = create_app(unit_settings, producer, options=options)
-    async with TestClient(await start_server(app)) as client:
-        fresh = mailgun_payload(mailgun_event("opened"))
-        assert (await client.post("/v1/webhooks/mailgun", data=fresh)).status == 200
-        body = orjson.loads(fresh)
-        body["signature"]["timestamp"] = str(int(time.time()) - 3600)
-        body["signature"]["signature"] = hmac.new(
-            MAILGUN_KEY.encode(),
-            f"{body['signature']['timestamp']}{body['signature']['token']}".encode(),
-            hashlib.sha256,
-        ).hexdigest()
-        assert (await client.post("/v1/webhooks/mailgun", data=orjson.dumps(body))).status == 401
+async def test_webhook_timestamp_tolerance_is_on_by_default(hooks: Client) -> None:
+    fresh = mailgun_payload(mailgun_event("opened"))
+    assert (await hooks.post("/v1/webhooks/mailgun", data=fresh)).status == 200
+    stale = mailgun_payload(mailgun_event("opened"), timestamp=str(int(time.time()) - 3600))
+    response = await hooks.post("/v1/webhooks/mailgun", data=stale)
+    assert response.status == 401
+    assert "tolerance 300s" in (await response.json())["message"]
+
+
+def generic_headers(payload: bytes, msg_id: str = "msg-1", at: int | None = None) -> dict[str, str]:
+    """What a Standard Webhooks sender puts on a request."""
+    at = int(time.time()) if at is None else at
+    return {
+        generic.ID_HEADER: msg_id,
+        generic.TIMESTAMP_HEADER: str(at),
+        generic.SIGNATURE_HEADER: generic.sign(GENERIC_SECRET, msg_id, at, payload),
+    }
 
 
 async def test_generic_social_webhook(hooks: Client, producer: FakeProducer) -> None:
@@ -288,8 +303,9 @@ async def test_generic_social_webhook(hooks: Client, producer: FakeProducer) -> 
             {"id": "li-2", "network": "linkedin", "action": "like"},
         ]
     )
-    headers = {generic.SIGNATURE_HEADER: generic.sign(GENERIC_SECRET, payload)}
-    response = await hooks.post("/v1/webhooks/generic", data=payload, headers=headers)
+    response = await hooks.post(
+        "/v1/webhooks/generic", data=payload, headers=generic_headers(payload)
+    )
     assert response.status == 200
     [event] = producer.events()
     assert (event["type"], event["channel"], event["event_id"]) == (
@@ -300,9 +316,8 @@ async def test_generic_social_webhook(hooks: Client, producer: FakeProducer) -> 
     assert event["properties"] == {"network": "linkedin", "action": "comment", "post_id": "p1"}
     assert producer.records[0].topic == "unit.leads.events.social"
     assert producer.reasons() == ["schema_violation"]  # li-2 names nobody
-    forged = await hooks.post(
-        "/v1/webhooks/generic", data=payload, headers={generic.SIGNATURE_HEADER: "sha256=00"}
-    )
+    headers = {**generic_headers(payload, "msg-2"), generic.SIGNATURE_HEADER: "v1,AAAA"}
+    forged = await hooks.post("/v1/webhooks/generic", data=payload, headers=headers)
     assert forged.status == 401
 
 

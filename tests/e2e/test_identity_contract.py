@@ -42,7 +42,7 @@ from tests.kafka_helpers import headers_of, read_all
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-BROWSER, SERVER = "demo-browser-key", "demo-server-key"
+BROWSER, SERVER = "browser", "server"  # which write key a call uses (send_all maps them)
 SECRET = "e2e-identity-secret-0123456789abcdef"
 VP = {"title": "VP Engineering", "seniority": "vp", "employees": 800, "industry": "software",
       "country": "US", "email_type": "business"}  # fmt: skip
@@ -133,9 +133,12 @@ class Person:
         return "/v1/webhooks/sendgrid", None, [event]
 
 
-async def send_all(base: str, people: list[Person], key: ec.EllipticCurvePrivateKey) -> int:
+async def send_all(
+    base: str, people: list[Person], key: ec.EllipticCurvePrivateKey, settings: Settings
+) -> int:
     """Everybody at once, each person in order; every call must be acknowledged (200)."""
     sent = 0
+    write_keys = {kind: k for k, (_, kind) in settings.parsed_write_keys().items()}
 
     async def one(http: aiohttp.ClientSession, person: Person) -> None:
         nonlocal sent
@@ -146,7 +149,7 @@ async def send_all(base: str, people: list[Person], key: ec.EllipticCurvePrivate
                 data = orjson.dumps(body)
                 headers = {
                     "Content-Type": "application/json",
-                    "Authorization": basic_auth(write_key),
+                    "Authorization": basic_auth(write_keys[write_key]),
                 }
             async with http.post(base + path, data=data, headers=headers) as resp:
                 assert resp.status == 200, (path, await resp.text())
@@ -216,7 +219,7 @@ async def test_live_pipeline_equals_replay_of_what_it_accepted(
         base = f"http://{settings.collector_host}:{settings.collector_port}"
         await wait_http(f"{base}/readyz", procs)
         await wait_http(f"http://{settings.collector_host}:{settings.worker_port}/metrics", procs)
-        sent = await send_all(base, people, key)
+        sent = await send_all(base, people, key, settings)
         assert sent > PEOPLE * 3
         await drained(settings, procs)
     finally:

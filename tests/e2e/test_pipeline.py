@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 
 from stream.demo import Processes
+from stream.dev.credentials import token_with_scope
 from stream.receiver import WebhookReceiver
 from stream.settings import Settings
 from tests.e2e.conftest import eventually
@@ -57,6 +58,10 @@ def segment_batch(user_id: str, anonymous_id: str) -> dict[str, object]:
     }
 
 
+def browser_key(settings: Settings) -> str:
+    return next(k for k, (_, kind) in settings.parsed_write_keys().items() if kind == "browser")
+
+
 async def test_hand_raiser_reaches_sales_through_a_signed_webhook(
     pipeline: tuple[Processes, WebhookReceiver, Settings],
 ) -> None:
@@ -66,7 +71,7 @@ async def test_hand_raiser_reaches_sales_through_a_signed_webhook(
         async with http.post(
             f"{base}/v1/batch",
             json=segment_batch("u-e2e", "anon-e2e"),
-            headers={"Authorization": aiohttp.encode_basic_auth("demo-browser-key")},
+            headers={"Authorization": aiohttp.encode_basic_auth(browser_key(settings))},
         ) as resp:
             assert resp.status == 200, await resp.text()
             assert await resp.json() == {"success": True}
@@ -88,7 +93,12 @@ async def test_hand_raiser_reaches_sales_through_a_signed_webhook(
         assert hook.rejected == 0 and hook.verified >= 1
 
         async def lead_stage() -> str | None:
-            async with http.get(f"{base}/v1/leads/u-e2e") as resp:
+            # the lead API: internal listener, bearer token with the read scope
+            internal = (
+                f"http://{settings.collector_internal_host}:{settings.collector_internal_port}"
+            )
+            token = {"Authorization": f"Bearer {token_with_scope(settings, 'read')}"}
+            async with http.get(f"{internal}/v1/leads/u-e2e", headers=token) as resp:
                 return (await resp.json()).get("stage") if resp.status == 200 else None
 
         stage = None

@@ -28,7 +28,7 @@ from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.e2e
 
-BROWSER_KEY = "demo-browser-key"  # the default LEADSTREAM_WRITE_KEYS' browser key
+BROWSER_KEY = "e2e-real-clients-browser-key"  # added to the dev keys by `settings` below
 FIT = {  # a decision maker at a target company: grade A
     "title": "CTO",
     "seniority": "c_level",
@@ -39,6 +39,12 @@ FIT = {  # a decision maker at a target company: grade A
     "email_type": "business",
 }
 T = TypeVar("T")
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The session's settings plus a browser key the SDK clients below know."""
+    return settings.replace(write_keys=f"{BROWSER_KEY}=website:browser,{settings.write_keys}")
 
 
 @pytest.fixture

@@ -151,7 +151,8 @@ def mailgun_bot_open() -> dict[str, Any]:
 
 async def send_traffic(http: aiohttp.ClientSession, settings: Settings) -> None:
     base = f"http://{settings.collector_host}:{settings.collector_port}"
-    auth = {"Authorization": aiohttp.encode_basic_auth("demo-browser-key")}
+    key = next(k for k, (_, kind) in settings.parsed_write_keys().items() if kind == "browser")
+    auth = {"Authorization": aiohttp.encode_basic_auth(key)}
     async with http.post(f"{base}/v1/batch", json=segment_batch(), headers=auth) as resp:
         assert resp.status == 200, await resp.text()
     async with http.post(f"{base}/v1/webhooks/mailgun", json=mailgun_bot_open()) as resp:
@@ -160,7 +161,7 @@ async def send_traffic(http: aiohttp.ClientSession, settings: Settings) -> None:
 
 async def scrape(http: aiohttp.ClientSession, settings: Settings) -> dict[str, str]:
     ports = {
-        "collector": settings.collector_port,
+        "collector": settings.collector_internal_port,  # /metrics: internal listener only
         "worker": settings.worker_port,
         "notifier": settings.notifier_port,
     }

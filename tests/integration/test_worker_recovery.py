@@ -246,7 +246,7 @@ async def test_sigkill_at_random_moments_ends_like_replay(
         until,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ},
+        env={**os.environ, "LEADSTREAM_IDENTITY_SECRET": settings.identity_secret},
     )
     stdout, stderr = await proc.communicate()
     assert proc.returncode == 0, stderr.decode()

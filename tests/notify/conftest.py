@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from multidict import CIMultiDict
 
 from stream.notify.sinks import Handoff
 
-SECRET = "whsec_bGVhZHN0cmVhbS1kZW1vLXNlY3JldC0xMjM0NTY3OA=="
+SECRET = "whsec_" + base64.b64encode(b"leadstream-notifier-test-secret!").decode()
 SECRET_NEW = "whsec_bmV3LXNlY3JldC1mb3Itcm90YXRpb24tdGVzdHM="
 
 

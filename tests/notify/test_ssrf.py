@@ -33,6 +33,12 @@ ADDRESSES = [
     ("fe80::1", True, False),
     ("::ffff:127.0.0.1", True, False),
     ("::ffff:10.0.0.1", True, False),
+    # site-local fec0::/10 (issue 12: was let through), documentation and benchmark ranges
+    ("fec0::1", True, False),
+    ("fed0:1::1", True, False),
+    ("feff:ffff::1", True, False),
+    ("2001:db8::1", True, False),
+    ("198.18.0.1", True, False),
     # never allowed: metadata, unspecified, multicast, reserved
     ("169.254.169.254", True, True),
     ("fd00:ec2::254", True, True),

@@ -110,3 +110,16 @@ async def test_connection_refused_is_retriable() -> None:
     finally:
         await webhook.close()
     assert info.value.retriable
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "whsec_change-me",  # issue 12: was accepted as a 6-byte key
+        "whsec_bGVhZHN0cmVhbS1kZW1vLXNlY3JldC0xMjM0NTY3OA==",  # the old public demo secret
+        "whsec_c2hvcnQta2V5",  # 9 bytes
+    ],
+)
+def test_placeholder_or_short_secret_stops_the_sink(secret: str) -> None:
+    with pytest.raises(SettingsError, match="LEADSTREAM_WEBHOOK_SECRET"):
+        WebhookSink("http://127.0.0.1:1/", (secret,), timeout=1, allow_private=True)

@@ -9,8 +9,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from stream.dev.credentials import token_with_scope
 from stream.settings import Settings
-from stream.store.api import add_lead_routes
+from stream.store.api import TokenScopes, add_lead_routes
 from stream.store.redis import LeadStore
 
 pytestmark = pytest.mark.integration
@@ -75,7 +76,8 @@ async def test_absorb_moves_a_visitors_ledger_and_drops_its_snapshot(store: Lead
 async def api(settings: Settings) -> AsyncIterator[TestClient[web.Request, web.Application]]:
     app = web.Application()
     add_lead_routes(app, settings)
-    async with TestClient(TestServer(app)) as client:
+    read = token_with_scope(settings, "read")
+    async with TestClient(TestServer(app), headers={"Authorization": f"Bearer {read}"}) as client:
         yield client
 
 
@@ -93,3 +95,42 @@ async def test_lead_api(api: TestClient[web.Request, web.Application], store: Le
     assert resp.status == 400 and "stages" in await resp.json()
     resp = await api.get("/v1/leads/u9/ledger?limit=-3")
     assert resp.status == 400
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer", "Bearer wrong-token-of-the-right-length-000", "Basic dXNlcjpwYXNz"],
+)
+async def test_lead_api_without_a_valid_token_is_401(
+    settings: Settings, store: LeadStore, authorization: str | None
+) -> None:
+    await store.write([snap("u9", "mql", 50)], {})
+    app = web.Application()
+    add_lead_routes(app, settings)
+    headers = {"Authorization": authorization} if authorization else {}
+    async with TestClient(TestServer(app)) as client:
+        for path in ("/v1/leads/u9", "/v1/leads?stage=mql", "/v1/leads/u9/ledger"):
+            resp = await client.get(path, headers=headers)
+            assert resp.status == 401
+            assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+            assert "u9" not in await resp.text()
+
+
+async def test_read_token_cannot_redrive(settings: Settings) -> None:
+    app = web.Application()
+    add_lead_routes(app, settings)
+    read = token_with_scope(settings, "read")
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.post(
+            "/v1/admin/deadletters/redrive", headers={"Authorization": f"Bearer {read}"}
+        )
+        assert resp.status == 403
+
+
+def test_token_scopes_compare_every_token() -> None:
+    scopes = TokenScopes({"a" * 30: "read", "b" * 30: "admin"})
+    assert scopes.scope("Bearer " + "a" * 30) == "read"
+    assert scopes.scope("bearer " + "b" * 30) == "admin"
+    assert scopes.scope("Bearer " + "a" * 29) is None
+    assert scopes.scope("Bearer " + "a" * 30 + "x") is None
+    assert scopes.scope("") is None

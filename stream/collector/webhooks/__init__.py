@@ -19,18 +19,21 @@ from stream.collector.segment import (
     Outcome,
     Rejected,
     Source,
+    check_text,
     identity_key,
     make_event,
     normalise_email,
 )
 from stream.errors import (
-    InvalidJsonError,
     KafkaUnavailableError,
     LeadstreamError,
+    RedisUnavailableError,
+    RequestTimeoutError,
     SchemaViolationError,
     SignatureInvalidError,
     SizeViolationError,
 )
+from stream.metrics import COLLECTOR_REFUSALS
 
 if TYPE_CHECKING:
     from stream.collector.app import Collector
@@ -48,22 +51,63 @@ class WebhookContext:
     tolerance_seconds: float
 
 
+Verifier = Callable[[bytes, Mapping[str, str], WebhookContext], "str | None"]
+"""Checks the signature and timestamp; returns the token or id to remember against replays
+(None when the provider has none); SignatureInvalidError when the request is not authentic."""
 Parser = Callable[[bytes, Mapping[str, str], WebhookContext], list[Outcome]]
+"""Maps a verified body to outcomes."""
 
 
-def _providers() -> dict[str, tuple[Parser, str, str]]:
-    """provider -> (parser, CollectorOptions field of its secret, setting name for messages)."""
+@dataclass(frozen=True)
+class Provider:
+    verify: Verifier
+    parse: Parser
+    option: str
+    """CollectorOptions field of its secret."""
+    setting: str
+    """The variable that sets it, for messages."""
+
+
+def _providers() -> dict[str, Provider]:
     from stream.collector.webhooks import generic, mailgun, sendgrid
 
     return {
-        "sendgrid": (sendgrid.parse, "sendgrid_public_key", "LEADSTREAM_SENDGRID_PUBLIC_KEY"),
-        "mailgun": (mailgun.parse, "mailgun_signing_key", "LEADSTREAM_MAILGUN_SIGNING_KEY"),
-        "generic": (generic.parse, "generic_webhook_secret", "LEADSTREAM_GENERIC_WEBHOOK_SECRET"),
+        "sendgrid": Provider(
+            sendgrid.verify_request,
+            sendgrid.parse,
+            "sendgrid_public_key",
+            "LEADSTREAM_SENDGRID_PUBLIC_KEY",
+        ),
+        "mailgun": Provider(
+            mailgun.verify_request,
+            mailgun.parse,
+            "mailgun_signing_key",
+            "LEADSTREAM_MAILGUN_SIGNING_KEY",
+        ),
+        "generic": Provider(
+            generic.verify_request,
+            generic.parse,
+            "generic_webhook_secret",
+            "LEADSTREAM_GENERIC_WEBHOOK_SECRET",
+        ),
     }
 
 
+def check_timestamp(timestamp: Any, context: WebhookContext, what: str) -> None:
+    """SignatureInvalidError unless `timestamp` (unix seconds) is within the tolerance of now."""
+    try:
+        stamp = float(timestamp)
+    except (TypeError, ValueError):
+        raise SignatureInvalidError(f"{what} is not a unix time") from None
+    age = abs(context.received_at.timestamp() - stamp)
+    if not age <= context.tolerance_seconds:  # also refuses nan
+        raise SignatureInvalidError(
+            f"{what} is {age:.0f}s away from now (tolerance {context.tolerance_seconds:g}s)"
+        )
+
+
 def routes(collector: Collector) -> list[web.RouteDef]:
-    from stream.collector.app import error_response, unavailable
+    from stream.collector.app import error_response, timed_out, unavailable
 
     providers = _providers()
     settings = collector.settings
@@ -72,10 +116,12 @@ def routes(collector: Collector) -> list[web.RouteDef]:
         name = request.match_info["provider"]
         if name not in providers:
             return error_response(404, "unknown_source", f"no webhook provider {name!r}")
-        parser, option, setting = providers[name]
-        secret = str(getattr(collector.options, option))
+        provider = providers[name]
+        secret = str(getattr(collector.options, provider.option))
         if not secret:
-            return error_response(404, "unknown_source", f"{name} webhook is off: set {setting}")
+            return error_response(
+                404, "unknown_source", f"{name} webhook is off: set {provider.setting}"
+            )
         context = WebhookContext(
             Source(name, "webhook", f"webhook:{name}"),
             collector.mapping,
@@ -84,33 +130,60 @@ def routes(collector: Collector) -> list[web.RouteDef]:
             secret,
             collector.options.webhook_tolerance_seconds,
         )
-        error: LeadstreamError | None = None
-        outcomes: list[Outcome] = []
         body = b""
         try:
-            body = await read_body(request, settings.max_request_bytes)
+            body = await read_body(
+                request, settings.max_request_bytes, collector.options.body_timeout_seconds
+            )
             raw = decode_body(
                 body, request.headers.get("Content-Encoding", ""), settings.max_request_bytes
             )
+            token = provider.verify(raw, request.headers, context)
         except SizeViolationError as exc:
             return error_response(413, exc.reason, str(exc))
-        except InvalidJsonError as exc:
-            raw, error = body, exc
-        else:
+        except RequestTimeoutError as exc:
+            return timed_out(exc)
+        except LeadstreamError as exc:
+            # Not verified (bad signature, or a body too broken to find one in): nothing of it
+            # is trusted, so only a small, rate-limited dead letter is written.
+            refused = (
+                exc
+                if isinstance(exc, SignatureInvalidError)
+                else SignatureInvalidError(f"not verified: {exc}")
+            )
             try:
-                outcomes = parser(raw, request.headers, context)
-            except LeadstreamError as exc:
-                error = exc
+                await collector.refusal(request, body, refused)
+            except KafkaUnavailableError as unavailable_exc:
+                return unavailable(unavailable_exc)
+            return error_response(401, refused.reason, str(refused))
+        assert collector.replay is not None
+        try:
+            if token is not None and not await collector.replay.first_use(name, token):
+                replayed = SignatureInvalidError(
+                    f"{name} request replayed: this signature's token or id was already used"
+                )
+                COLLECTOR_REFUSALS.labels("replayed").inc()
+                await collector.refusal(request, body, replayed)
+                return error_response(401, "replayed", str(replayed))
+        except (RedisUnavailableError, KafkaUnavailableError) as exc:
+            return unavailable(exc)
+        error: LeadstreamError | None = None
+        outcomes: list[Outcome] = []
+        try:
+            outcomes = provider.parse(raw, request.headers, context)
+        except LeadstreamError as exc:
+            error = exc
         try:
             if error is not None:
                 await collector.deadletter(raw, error)
             else:
                 await collector.deliver(outcomes, context.source)
         except KafkaUnavailableError as exc:
+            if token is not None:  # the provider retries with the same token: let it pass
+                await collector.replay.forget(name, token)
             return unavailable(exc)
         if error is not None:
-            status = 401 if isinstance(error, SignatureInvalidError) else 400
-            return error_response(status, error.reason, str(error))
+            return error_response(400, error.reason, str(error))
         return web.json_response({"success": True})
 
     return [web.post("/v1/webhooks/{provider}", handle)]
@@ -141,6 +214,8 @@ def email_event(
     try:
         if len(raw) > context.max_event_bytes:
             raise SizeViolationError(f"event of {len(raw)} bytes exceeds the limit")
+        if isinstance(email, str):
+            check_text("email", email)
         address = normalise_email(email)
         user = _ident(user_id)
         anonymous = _ident(anonymous_id)
@@ -179,7 +254,7 @@ def email_event(
 
 def _ident(value: Any) -> str | None:
     if isinstance(value, str) and value.strip():
-        return value.strip()[:512]
+        return check_text("id", value.strip()[:512])
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None

@@ -1,29 +1,67 @@
-"""Generic social-engagement webhook: HMAC-SHA256 of the raw body with a shared secret."""
+"""Generic social-engagement webhook, signed per Standard Webhooks (`webhook-id`,
+`webhook-timestamp`, `webhook-signature` = v1,base64 HMAC-SHA256 of `id.timestamp.body`).
+
+The signature covers the id and the time, so a captured request cannot be re-sent with a new
+timestamp, and the id is remembered for twice the tolerance, so it cannot be re-sent at all.
+Every engagement needs its own `id` too: without one a resend would be scored again.
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from stream.collector.segment import Outcome
-from stream.collector.webhooks import WebhookContext, email_event, load_json
-from stream.errors import SchemaViolationError, SignatureInvalidError
+import orjson
 
-SIGNATURE_HEADER = "X-Leadstream-Signature"
+from stream.collector.segment import Outcome, Rejected
+from stream.collector.webhooks import WebhookContext, check_timestamp, email_event, load_json
+from stream.errors import SchemaViolationError, SettingsError, SignatureInvalidError
+
+ID_HEADER = "webhook-id"
+TIMESTAMP_HEADER = "webhook-timestamp"
+SIGNATURE_HEADER = "webhook-signature"
 
 
-def sign(secret: str, raw: bytes) -> str:
-    """The header value a sender puts on `raw`: `sha256=<hex>`."""
-    return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+def _key(secret: str) -> bytes:
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except ValueError:
+        raise SettingsError("LEADSTREAM_GENERIC_WEBHOOK_SECRET: want whsec_<base64>") from None
+
+
+def sign(secret: str, msg_id: str, timestamp: int | datetime, raw: bytes) -> str:
+    """The `webhook-signature` value a sender puts on `raw`: `v1,<base64>`."""
+    stamp = int(timestamp.timestamp()) if isinstance(timestamp, datetime) else int(timestamp)
+    content = f"{msg_id}.{stamp}.".encode() + raw
+    digest = hmac.new(_key(secret), content, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_request(raw: bytes, headers: Mapping[str, str], context: WebhookContext) -> str:
+    """Check id, timestamp and signature; returns the id to remember against replays."""
+    msg_id = headers.get(ID_HEADER, "").strip()
+    timestamp = headers.get(TIMESTAMP_HEADER, "").strip()
+    given = headers.get(SIGNATURE_HEADER, "")
+    if not msg_id or not timestamp or not given:
+        raise SignatureInvalidError(
+            f"missing {ID_HEADER}, {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} (Standard Webhooks)"
+        )
+    if not timestamp.isdigit():
+        raise SignatureInvalidError(f"{TIMESTAMP_HEADER} is not a unix time")
+    check_timestamp(timestamp, context, TIMESTAMP_HEADER)
+    expected = sign(context.secret, msg_id, int(timestamp), raw).encode()
+    # Several signatures, space separated, during a secret rotation: any one may match.
+    if not any(hmac.compare_digest(expected, part.encode()) for part in given.split()):
+        raise SignatureInvalidError(f"{SIGNATURE_HEADER} does not match id, timestamp and body")
+    return msg_id
 
 
 def parse(raw: bytes, headers: Mapping[str, str], context: WebhookContext) -> list[Outcome]:
-    """Verify, then map each engagement: {id, network, action, email|user_id|anonymous_id, …}."""
-    given = headers.get(SIGNATURE_HEADER, "").strip()
-    if not hmac.compare_digest(sign(context.secret, raw), given):
-        raise SignatureInvalidError(f"{SIGNATURE_HEADER} does not match the body")
+    """Map each engagement: {id, network, action, email|user_id|anonymous_id, …}."""
     body = load_json(raw)
     items = body if isinstance(body, list) else [body]
     if not items or not all(isinstance(i, dict) for i in items):
@@ -32,6 +70,16 @@ def parse(raw: bytes, headers: Mapping[str, str], context: WebhookContext) -> li
 
 
 def _event(context: WebhookContext, item: dict[str, Any]) -> Outcome:
+    if (
+        not isinstance(item.get("id"), str | int)
+        or isinstance(item.get("id"), bool)
+        or (isinstance(item.get("id"), str) and not item["id"].strip())
+    ):
+        return Rejected(
+            orjson.dumps(item),
+            None,
+            SchemaViolationError("engagement without an id: a resend would be scored again"),
+        )
     extra = item.get("properties")
     extra = extra if isinstance(extra, dict) else {}
     properties: dict[str, Any] = {

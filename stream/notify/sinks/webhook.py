@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
+from stream.credentials import check_webhook_secrets
 from stream.errors import SettingsError
 from stream.notify.sinks import Handoff, HttpSink
 
@@ -40,8 +41,8 @@ class WebhookSink(HttpSink):
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__(url, timeout=timeout, allow_private=allow_private)
-        if not secrets:
-            raise SettingsError("LEADSTREAM_WEBHOOK_SECRET is empty: want whsec_<base64>")
+        # No placeholder, no short key: the receiver trusts whatever this secret signs.
+        check_webhook_secrets(tuple(secrets))
         try:
             self._signers = [Webhook(s) for s in secrets]
         except (ValueError, EmptyWebhookSecretError) as exc:

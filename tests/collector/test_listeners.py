@@ -1,0 +1,174 @@
+"""`collector.run`: two listeners on real sockets, real Kafka and Redis. The public port serves
+no lead data and no metrics; the internal one needs a bearer token with a scope; slow
+clients are cut off; placeholder credentials stop the process before it listens."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from stream.collector.app import run
+from stream.dev.credentials import token_with_scope
+from stream.errors import SettingsError
+from stream.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+LEAD_PATHS = (
+    "/v1/leads?stage=lead&limit=1000",
+    "/v1/leads/u1",
+    "/v1/leads/u1/ledger",
+    "/v1/leads/u1/deliveries",
+    "/v1/accounts/acme",
+    "/metrics",
+)
+
+
+@pytest.fixture
+async def serving(settings: Settings) -> AsyncIterator[Settings]:
+    settings = settings.replace(header_timeout_seconds=1.0, body_timeout_seconds=1.0)
+    task = asyncio.create_task(run(settings))
+    deadline = time.monotonic() + 20
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if task.done():
+                task.result()
+            try:
+                url = f"http://127.0.0.1:{settings.collector_internal_port}/healthz"
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientConnectionError:
+                pass
+            assert time.monotonic() < deadline, "collector did not start"
+            await asyncio.sleep(0.1)
+    try:
+        yield settings
+    finally:
+        os.kill(os.getpid(), signal.SIGTERM)  # run() installed its handler: it stops cleanly
+        await asyncio.wait_for(task, timeout=20)
+
+
+async def get(url: str, token: str | None = None, method: str = "GET") -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, headers=headers) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_public_port_serves_no_lead_data_and_no_metrics(serving: Settings) -> None:
+    public = f"http://127.0.0.1:{serving.collector_port}"
+    read = token_with_scope(serving, "read")
+    for path in LEAD_PATHS:
+        status, body = await get(public + path, read)
+        assert status == 404, (path, status)
+        assert "leadstream_" not in body and "stage" not in body
+    status, _ = await get(public + "/v1/admin/deadletters/redrive", read, "POST")
+    assert status in (404, 405)
+    assert (await get(public + "/healthz"))[0] == 200
+    assert (await get(public + "/readyz"))[0] == 200
+
+
+async def test_internal_listener_needs_a_token_with_a_scope(serving: Settings) -> None:
+    internal = f"http://127.0.0.1:{serving.collector_internal_port}"
+    read, admin = token_with_scope(serving, "read"), token_with_scope(serving, "admin")
+    assert (await get(internal + "/v1/leads/u1"))[0] == 401
+    assert (await get(internal + "/v1/leads/u1", "not-a-token-of-ours-xxxxxxxx"))[0] == 401
+    assert (await get(internal + "/v1/leads/u1", read))[0] == 404  # authorised, no such lead
+    assert (await get(internal + "/v1/leads?stage=lead", read))[0] == 200
+    assert (await get(internal + "/v1/leads/u1", admin))[0] == 404  # admin includes read
+    redrive = internal + "/v1/admin/deadletters/redrive?dry_run=true"
+    assert (await get(redrive, read, "POST"))[0] == 403
+    status, body = await get(redrive, admin, "POST")
+    assert status == 200 and '"seen"' in body
+    status, body = await get(internal + "/metrics")
+    assert status == 200 and "leadstream_collector_requests_total" in body
+
+
+async def test_client_that_sends_no_headers_is_cut_off(serving: Settings) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", serving.collector_port)
+    writer.write(b"POST /v1/t HTTP/1.1\r\nHost: x\r\n")  # and then nothing: slowloris
+    await writer.drain()
+    started = time.monotonic()
+    assert await asyncio.wait_for(reader.read(), timeout=5) == b""  # closed by the server
+    assert time.monotonic() - started < 3
+    writer.close()
+
+
+async def test_body_at_two_bytes_a_second_is_408(serving: Settings) -> None:
+    key = next(iter(serving.parsed_write_keys()))
+    auth = aiohttp.encode_basic_auth(key)
+    reader, writer = await asyncio.open_connection("127.0.0.1", serving.collector_port)
+    writer.write(
+        f"POST /v1/t HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n".encode()
+    )
+    started = time.monotonic()
+    answer = b""
+    for _ in range(10):
+        try:
+            writer.write(b"{ ")
+            await writer.drain()
+        except ConnectionError:
+            break
+        try:
+            answer += await asyncio.wait_for(reader.read(4096), timeout=0.5)
+        except TimeoutError:
+            continue
+        if answer:
+            break
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+    assert time.monotonic() - started < 4
+    writer.close()
+
+
+async def test_many_slow_connections_are_all_closed(serving: Settings) -> None:
+    socks = []
+    for _ in range(50):
+        sock = socket.create_connection(("127.0.0.1", serving.collector_port))
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        sock.setblocking(False)
+        socks.append(sock)
+    await asyncio.sleep(2.5)
+    closed = 0
+    for sock in socks:
+        with contextlib.suppress(BlockingIOError):
+            closed += sock.recv(1) == b""
+        sock.close()
+    assert closed == 50
+    assert (await get(f"http://127.0.0.1:{serving.collector_port}/healthz"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"write_keys": ""}, "LEADSTREAM_WRITE_KEYS is empty"),
+        ({"write_keys": "change-me-browser=website:browser"}, "WRITE_KEYS holds a placeholder"),
+        ({"write_keys": "short=website:browser"}, "WRITE_KEYS: a key of 5 characters"),
+        ({"generic_webhook_secret": "whsec_change-me"}, "GENERIC_WEBHOOK_SECRET"),
+        ({"generic_webhook_secret": "whsec_c2l4Ynl0ZQ=="}, "key of 7 bytes is too short"),
+        ({"mailgun_signing_key": "key-123"}, "MAILGUN_SIGNING_KEY"),
+        ({"lead_api_tokens": "tok:read"}, "LEAD_API_TOKENS"),
+        ({"collector_internal_port": 0}, "need a listener of their own"),
+    ],
+)
+async def test_placeholder_or_short_secrets_stop_the_collector(
+    settings: Settings, changes: dict[str, Any], message: str
+) -> None:
+    if changes.get("collector_internal_port") == 0:
+        changes = {"collector_internal_port": settings.collector_port}
+    with pytest.raises(SettingsError, match=message):
+        await asyncio.wait_for(run(settings.replace(**changes)), timeout=5)
+    with socket.socket() as probe:  # nothing listens
+        assert probe.connect_ex(("127.0.0.1", settings.collector_port)) != 0
