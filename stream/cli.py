@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -189,25 +190,42 @@ FROM_TOPIC_HELP = (
 )
 
 
+def history_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Where a report's history comes from: JSON-lines files and/or Kafka topics."""
+    command = click.option("--from-topic", "topics", multiple=True, help=FROM_TOPIC_HELP)(command)
+    return click.argument("events", nargs=-1)(command)
+
+
+def report_outputs(default_out: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A report's --out (HTML) and --json (summary) options."""
+
+    def add(command: Callable[..., None]) -> Callable[..., None]:
+        command = click.option(
+            "--json",
+            "json_out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="JSON summary.",
+        )(command)
+        return click.option(
+            "--out",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=default_out,
+            show_default=True,
+            help="Self-contained HTML report.",
+        )(command)
+
+    return add
+
+
 @main.command()
-@click.argument("events", nargs=-1)
-@click.option("--from-topic", "topics", multiple=True, help=FROM_TOPIC_HELP)
+@history_options
 @click.option(
     "--baseline",
     "baseline_path",
     help="The model in production (default LEADSTREAM_MODEL_PATH, else the packaged model).",
 )
 @click.option("--candidate", "candidate_path", required=True, help="The edited model file to try.")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default="whatif.html",
-    show_default=True,
-    help="Self-contained HTML report.",
-)
-@click.option(
-    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON summary."
-)
+@report_outputs("whatif.html")
 @click.option(
     "--fail-if",
     help="Exit 1 when this holds, e.g. 'mql_change_pct > 20' (names: see the JSON's metrics).",
@@ -253,23 +271,13 @@ def whatif(
 
 
 @main.command()
-@click.argument("events", nargs=-1)
-@click.option("--from-topic", "topics", multiple=True, help=FROM_TOPIC_HELP)
+@history_options
 @click.option(
     "--model",
     "model_path",
     help="The model that made the handoffs (default LEADSTREAM_MODEL_PATH, else packaged).",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default="review.html",
-    show_default=True,
-    help="Self-contained HTML report.",
-)
-@click.option(
-    "--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="JSON summary."
-)
+@report_outputs("review.html")
 @click.option(
     "--objective",
     default="f1",

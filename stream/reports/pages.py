@@ -33,6 +33,19 @@ def _change(new: float, old: float, pct_value: float | None) -> tuple[str, int]:
     return text, 1 if diff > 0 else -1
 
 
+def _weekly(s: Mapping[str, Any], stage: str, title: str, ylabel: str, caption: str) -> str:
+    """Baseline and candidate side by side, week by week, for transitions into `stage`."""
+    weeks = {side: s["weekly"][side][stage] for side in ("baseline", "candidate")}
+    chart = plots.grouped_bars(
+        title,
+        [w[5:] for w in s["weekly"]["weeks"]],  # MM-DD of each week's Monday
+        weeks,
+        ylabel=ylabel,
+        colors=(plots.BASELINE, plots.CANDIDATE),
+    )
+    return figure(chart, caption)
+
+
 def whatif_page(s: Mapping[str, Any]) -> str:
     """The what-if report."""
     b, c, m = s["baseline"], s["candidate"], s["metrics"]
@@ -48,8 +61,6 @@ def whatif_page(s: Mapping[str, Any]) -> str:
         head.append(card(f"{label}: {b[key]} → {c[key]}", f"{c[key]}", text, direction))
     head.append(card("leads whose stage path differs", f"{m['leads_changed']}", f"of {m['leads']}"))
     head.append(card("leads with the same path at other times", f"{m['leads_retimed']}"))
-    weeks = s["weekly"]["weeks"]
-    labels = [w[5:] for w in weeks]
     body = [
         f"<p class=note>Baseline <code>{esc(b['model'])}</code> (MQL thresholds "
         f"{esc(thresholds(b['thresholds']))}) against candidate <code>{esc(c['model'])}</code> "
@@ -64,30 +75,18 @@ def whatif_page(s: Mapping[str, Any]) -> str:
         + "</p>",
         cards(head),
         "<h2>Volume</h2>",
-        figure(
-            plots.grouped_bars(
-                "MQLs per week",
-                labels,
-                {
-                    "baseline": s["weekly"]["baseline"]["mql"],
-                    "candidate": s["weekly"]["candidate"]["mql"],
-                },
-                ylabel="MQLs",
-                colors=(plots.BASELINE, plots.CANDIDATE),
-            ),
+        _weekly(
+            s,
+            "mql",
+            "MQLs per week",
+            "MQLs",
             "Transitions into mql, by the ISO week (Monday) of the event that caused them.",
         ),
-        figure(
-            plots.grouped_bars(
-                "Sales-ready handoffs per week",
-                labels,
-                {
-                    "baseline": s["weekly"]["baseline"]["sales_ready"],
-                    "candidate": s["weekly"]["candidate"]["sales_ready"],
-                },
-                ylabel="handoffs",
-                colors=(plots.BASELINE, plots.CANDIDATE),
-            ),
+        _weekly(
+            s,
+            "sales_ready",
+            "Sales-ready handoffs per week",
+            "handoffs",
             "Transitions into sales_ready: MQLs with BANT known (route ae) and the fast lane.",
         ),
         "<h2>Sales workload</h2>",

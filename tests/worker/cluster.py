@@ -58,6 +58,20 @@ def event(
     }
 
 
+def email_click(
+    when: str, message_id: str, *, user: str | None = None, email: str | None = None
+) -> dict[str, Any]:
+    """A click an email webhook reports: by user id (a CRM contact) or by address only."""
+    return event(
+        "email.click",
+        when,
+        user=user,
+        email=email,
+        channel="email",
+        properties={"message_id": message_id},
+    )
+
+
 VP = {"seniority": "vp", "employees": 800, "industry": "software", "country": "US"}
 
 

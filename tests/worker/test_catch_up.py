@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from stream.scoring.replay import replay_lines
-from tests.worker.cluster import CRM, SECRET, VP, WEB, Cluster, event
+from tests.worker.cluster import CRM, SECRET, VP, WEB, Cluster, email_click, event
 from tests.worker.test_identity import apart
 
 
 def mql(c: Cluster, user: str, when: str) -> None:
     c.send(event("identify", f"{when}T09:00:00Z", user=user, traits=VP), CRM)
     for n in range(3):
-        c.send(
-            event(
-                "email.click",
-                f"{when}T10:00:00Z",
-                user=user,
-                channel="email",
-                properties={"message_id": f"{user}-m{n}"},
-            ),
-            CRM,
-        )
+        c.send(email_click(f"{when}T10:00:00Z", f"{user}-m{n}", user=user), CRM)
     c.send(event("trial.signup", f"{when}T10:00:00Z", user=user), CRM)
     c.send(
         event(

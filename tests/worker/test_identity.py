@@ -17,7 +17,7 @@ from stream.scoring.identity import EMAIL_PREFIX, Identity, email_digest
 from stream.scoring.replay import replay_lines
 from stream.scoring.state import seen_before
 from stream.topics import partition_for
-from tests.worker.cluster import CRM, EMAIL, SECRET, VP, WEB, Cluster, event
+from tests.worker.cluster import CRM, EMAIL, SECRET, VP, WEB, Cluster, email_click, event
 
 PARTS = 4
 
@@ -155,29 +155,12 @@ def test_an_email_only_visitor_joins_the_lead_that_identifies_with_its_address()
     address = "Pat@Example.com"
     c = Cluster(PARTS)
     for n in range(2):
-        c.send(
-            event(
-                "email.click",
-                f"2026-03-0{n + 1}T09:00:00Z",
-                email=address,
-                channel="email",
-                properties={"message_id": f"m{n}"},
-            ),
-            EMAIL,
-        )
+        c.send(email_click(f"2026-03-0{n + 1}T09:00:00Z", f"m{n}", email=address), EMAIL)
     visitor = EMAIL_PREFIX + email_digest(address, SECRET)
     assert c.state(visitor) is not None and address.lower() not in visitor
     c.send(event("identify", "2026-03-03T09:00:00Z", user=user, email=address, traits=VP), CRM)
-    c.send(
-        event(
-            "email.click",
-            "2026-03-03T09:30:00Z",
-            email=address.lower(),
-            channel="email",
-            properties={"message_id": "m9"},
-        ),
-        EMAIL,
-    )  # after the identify: the lead's
+    after = email_click("2026-03-03T09:30:00Z", "m9", email=address.lower())
+    c.send(after, EMAIL)  # after the identify: the lead's
     c.deliver()
     assert c.state(visitor) is None
     snap = snapshot(c.state(user), c.model)  # type: ignore[arg-type]
@@ -310,5 +293,4 @@ def _person(rng: random.Random, n: int) -> list[tuple[dict[str, Any], str]]:
 
 def _click(address: str, rng: random.Random) -> tuple[dict[str, Any], str]:
     """An email-only click (a webhook knows the address, nothing else)."""
-    props = {"message_id": f"m{rng.random()}"}
-    return event("email.click", "", email=address, channel="email", properties=props), EMAIL
+    return email_click("", f"m{rng.random()}", email=address), EMAIL
