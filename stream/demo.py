@@ -51,15 +51,19 @@ class Processes:
         self.log_dir = log_dir
         self.children: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *args: str) -> None:
+    def start(
+        self, name: str, *args: str, command: str | None = None, settings: Settings | None = None
+    ) -> None:
+        """Start `leadstream <command or name> args` as `name`; `settings` overrides the
+        common ones for this child (several workers need their own state dir and port)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")
         self.children[name] = subprocess.Popen(
-            [sys.executable, "-m", "stream", name, *args],
+            [sys.executable, "-m", "stream", command or name, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, **settings_env(self.settings)},
+            env={**os.environ, **settings_env(settings or self.settings)},
         )
 
     def check_alive(self) -> None:

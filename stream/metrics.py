@@ -70,10 +70,15 @@ TRANSITIONS = Counter(
 IDENTITY_MERGES = Counter(
     "leadstream_identity_merges_total", "Anonymous histories joined to a known lead.", ["kind"]
 )
+BATCHES_DROPPED = Counter(
+    "leadstream_worker_batches_dropped_total",
+    "Batches processed under an assignment that ended before they landed (a rebalance or a "
+    "stop): not written, not acknowledged, read again by the partitions' owner.",
+)
 REFETCHES = Counter(
     "leadstream_worker_refetches_total",
     "Input partitions sought back because records Faust had fetched never reached the agent "
-    "(stream/worker/gapguard.py); reason hole or stall.",
+    "(stream/worker/gapguard.py); reason hole, stall or commit (processed, commit stuck).",
     ["reason"],
 )
 MERGES_WAITING = Gauge(

@@ -101,6 +101,13 @@ class Settings:
         "its tables together) while more are waiting; with none waiting it lands at once.",
         default=500,
     )
+    worker_instance_id: str = _doc(
+        "Static group membership: a name unique to this worker that stays the same across "
+        "its restarts (e.g. a StatefulSet pod name). A restart within the session timeout "
+        "then keeps its partitions without a rebalance; a stopped worker's partitions wait "
+        "for that timeout instead of moving at once. Empty: dynamic membership.",
+        default="",
+    )
     worker_order_wait_ms: float = _doc(
         "Longest a record waits for another input topic of its partition that is behind, so "
         "that one person's events across topics apply in the order the collector accepted "

@@ -88,11 +88,14 @@ class Topics:
         return names
 
 
-async def ensure_topics(settings: Settings) -> None:
+async def ensure_topics(settings: Settings, compacted: tuple[str, ...] = ()) -> None:
     """Create missing topics with the expected partition counts; refuse a mismatch loudly.
 
     Faust refuses a table whose changelog and source differ in partitions, so a topic that was
     auto-created with another count would break the worker much later: we check it here.
+    `compacted` names more co-partitioned topics, created compacted (the worker's table
+    changelogs: Faust would create them on first use, but workers starting together raced
+    there, and one wrote to a changelog its metadata did not have yet and crashed).
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
@@ -103,12 +106,17 @@ async def ensure_topics(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        wanted = topics.all()
+        wanted = {**topics.all(), **dict.fromkeys(compacted, settings.partitions)}
         # Create first, then describe: a metadata request for a missing topic would let a
         # broker with auto-creation make it with its default partition count.
         existing = set(await admin.list_topics())
         missing = [
-            NewTopic(name, num_partitions=n, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=n,
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact"} if name in compacted else {},
+            )
             for name, n in wanted.items()
             if name not in existing
         ]

@@ -18,13 +18,24 @@ import orjson
 from stream.bench.collector import collector_phase
 from stream.bench.delivery import delivery_phase
 from stream.bench.phases import Bench, Plan
+from stream.bench.rebalance import rebalance_phase
 from stream.bench.report import build, git_commit, machine, render
 from stream.dev import DevEnvironment
 from stream.dev.process import free_port
 from stream.errors import LeadstreamError
 from stream.settings import Settings
 
-PHASES = ("b0", "pfaust", "worker", "latency", "collector", "delivery", "memory", "restart")
+PHASES = (
+    "b0",
+    "pfaust",
+    "worker",
+    "latency",
+    "collector",
+    "delivery",
+    "memory",
+    "restart",
+    "rebalance",
+)
 REPO = Path(__file__).resolve().parents[2]
 # (events, state leads, latency seconds, drain timeout, collector seconds per mode, delivery
 # seconds): a full run takes a few minutes on 2 cores; --quick is what the test runs.
@@ -151,6 +162,7 @@ async def _run(bench: Bench, wanted: list[str], errors: dict[str, str]) -> dict[
         ("latency", bench.latency),
         ("collector", functools.partial(collector_phase, bench)),
         ("delivery", functools.partial(delivery_phase, bench)),
+        ("rebalance", functools.partial(rebalance_phase, bench)),
     ]
     for name, step in steps:
         if name in wanted:

@@ -145,6 +145,7 @@ def render(report: dict[str, Any]) -> str:
             f"{rs['seconds']:.1f} s ({rs['from_process_start_s']:.1f} s from process start)"
         )
     lines += _http_lines(p)
+    lines += _rebalance_lines(p)
     for name, error in report["header"].get("errors", {}).items():
         lines.append(f"FAILED {name}: {error}")
     lines += ["", "targets"]
@@ -188,5 +189,29 @@ def _http_lines(p: dict[str, Any]) -> list[str]:
             f"p99 {d['handoff_p99_ms']:.1f} ms); webhooks {d['deliveries']:.0f}, "
             f"rejected {d['rejected']:.0f}, "
             f"duplicates {d['duplicates']:.0f}; non-200 {_errors(d)}"
+        )
+    return lines
+
+
+def _rebalance_lines(p: dict[str, Any]) -> list[str]:
+    """Per operator action: the longest any partition stopped producing, and how many did."""
+    r = p.get("rebalance")
+    if r is None:
+        return []
+    lines = [
+        f"rebalance: workers on {r['partitions']} partitions at {r['rate_per_s']:.0f} events/s, "
+        f"{r['settle_s']:.0f}s between actions; longest pause of any partition (partitions "
+        "paused > 1 s)"
+    ]
+    for mode in ("dynamic", "static"):
+        run = r.get(mode)
+        if run is None:
+            continue
+        cases = ", ".join(
+            f"{c['case']} {c['longest_pause_s']:.1f} s ({c['partitions_paused']})"
+            for c in run["cases"]
+        )
+        lines.append(
+            f"  {mode} membership: {cases}; steady longest gap {run['steady_longest_gap_s']:.2f} s"
         )
     return lines

@@ -19,7 +19,7 @@ from typing import Any, cast
 import faust
 import orjson
 from aiohttp.web import Response
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
@@ -35,6 +35,7 @@ from stream.settings import Settings
 from stream.store.redis import LeadStore
 from stream.topics import Topics, ensure_topics, partition_for
 from stream.worker import faustfix
+from stream.worker.diagnostics import install_task_dump
 from stream.worker.gapguard import GapGuard, Verdict
 from stream.worker.offsets import seed_group_offsets, starting_offsets
 from stream.worker.order import CoPartitionMerge
@@ -160,11 +161,18 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # A revocation must not wait for records held unacknowledged (for order, or behind a
         # merge): Faust commits what was acknowledged and the new owner reads the rest again.
         "stream_wait_empty": False,
+        "consumer_group_instance_id": settings.worker_instance_id or None,
         "rocksdb_options": rocksdb_options(settings),
     }
 
 
 WAKE_KEY = b"__wake__"
+TABLES = ("aliases", "lead_state", "tick_due", "merges", "accounts")
+
+
+def changelogs(settings: Settings) -> tuple[str, ...]:
+    """The tables' changelog topics, named as Faust names them."""
+    return tuple(f"{settings.topic_prefix}leadstream-worker-{t}-changelog" for t in TABLES)
 
 
 def create_app(settings: Settings, model: Model | None = None) -> faust.App:
@@ -181,11 +189,11 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     # Changelogs stay compacted-only (faust's default for tables): a changelog emptied by
     # retention can hang recovery forever (faust #597, #651).
     parts = settings.partitions
-    aliases = app.Table("aliases", key_type=str, value_type=str, partitions=parts)
-    states = app.Table("lead_state", key_type=bytes, value_type=bytes, partitions=parts)
-    tick_due = app.Table("tick_due", key_type=str, value_type=str, partitions=parts)
-    merges = app.Table("merges", key_type=str, value_type=str, partitions=parts)
-    account_table = app.Table("accounts", key_type=bytes, value_type=bytes, partitions=parts)
+    aliases = app.Table(TABLES[0], key_type=str, value_type=str, partitions=parts)
+    states = app.Table(TABLES[1], key_type=bytes, value_type=bytes, partitions=parts)
+    tick_due = app.Table(TABLES[2], key_type=str, value_type=str, partitions=parts)
+    merges = app.Table(TABLES[3], key_type=str, value_type=str, partitions=parts)
+    account_table = app.Table(TABLES[4], key_type=bytes, value_type=bytes, partitions=parts)
     accounts_topic = app.topic(topics.accounts, partitions=parts, **RAW)
 
     ticks = TickScheduler(tick_due)
@@ -335,8 +343,16 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     inputs = {*topics.channel_topics, topics.by_lead}
 
     async def refetch(where: dict[Any, int]) -> None:
+        """Seek back where records must be read again; a partition revoked meanwhile is the
+        new owner's to read from the committed offset."""
+        mine = app.consumer.assignment()
         for tp, offset in where.items():
-            await app.consumer.seek(tp, offset)
+            if tp not in mine:
+                continue
+            try:
+                await app.consumer.seek(tp, offset)
+            except IllegalStateError:  # revoked between the check and the seek
+                continue
 
     async def expect_committed() -> None:
         """After an assignment, before the seek and the first record: where each input
@@ -353,6 +369,8 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def watch_for_stalls() -> None:
+        if app.rebalancing:
+            return  # assignment, positions and commits are Faust's until it is done
         if not guard.next or not waiting or not waiting[0].empty():
             return  # records are waiting: they will be admitted (or found a hole) first
         mine = set(app.consumer.assignment())
@@ -364,6 +382,10 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                 except Exception:  # noqa: BLE001 - revoked between the check and the call
                     continue
         await refetch(guard.stalled(positions))
+        if order.waiting() or pipeline.waiting_since:
+            return  # records held for order or a merge are unacknowledged on purpose
+        committed = cast(Any, app.consumer)._committed_offset  # Faust's, after its commits
+        await refetch(guard.uncommitted({tp: committed.get(tp) for tp in positions}))
 
     @app.timer(0.05)  # type: ignore[untyped-decorator]
     async def wake_held() -> None:
@@ -383,17 +405,31 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                 body = orjson.dumps({"control": "wake"})
                 await by_lead_topic.send(key=WAKE_KEY, value=body, partition=partition)
 
-    async def land(emits: list[Emit], at: dict[int, faust.types.EventT[Any]]) -> None:
+    async def land(
+        emits: list[Emit], at: dict[int, faust.types.EventT[Any]], generation: int
+    ) -> bool:
         """Produce a batch's records, wait for their acks, write the tables; then its
-        finished records may be acknowledged to Faust (and their offsets committed)."""
+        finished records may be acknowledged to Faust (and their offsets committed).
+
+        A batch of an assignment that has ended meanwhile (a rebalance, or the worker
+        stopping: Faust closes the tables before it stops the agent) writes nothing and is
+        not acknowledged: its partitions may be another worker's by now, whose state a late
+        write would overwrite in the changelog; whoever owns them reads the records again
+        from the committed offset (its outputs repeat, with the same ids)."""
         await send_all(emits)
         for emit in emits:
             for _key, _value, headers in emit.handoffs:
                 received = dict(headers).get("ce_receivedat")
                 observe_since(received.decode() if received else None, metrics.EVENT_TO_HANDOFF)
+        if app.should_stop or app.rebalancing or app.consumer_generation_id != generation:
+            pipeline.take_landing()
+            metrics.BATCHES_DROPPED.inc()
+            log.info("a batch of an ended assignment is not written; its records come again")
+            return False
         write_landing(at)
         for emit in emits:
             flusher.add(emit)
+        return True
 
     waiting: list[Any] = []  # the agent's queue: records fetched, not yet processed
 
@@ -413,7 +449,10 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         waiting[:] = [cast(Any, stream.channel).queue]
         emits: list[Emit] = []
         at: dict[int, faust.types.EventT[Any]] = {}
+        generation = app.consumer_generation_id  # of the batch being built
         async for event in manual.events():
+            if not emits:
+                generation = app.consumer_generation_id
             message = event.message
             verdict = guard.admit(message.tp, message.offset)
             if verdict is Verdict.REPEAT:
@@ -438,8 +477,7 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                 emits.append(pipeline.process(ready))
             if len(emits) < settings.worker_batch_max and not waiting[0].empty():
                 continue
-            if emits:
-                await land(emits, at)
+            if emits and await land(emits, at, generation):
                 for emit in emits:
                     for done in emit.done:
                         if done.ref is not None:
@@ -471,6 +509,43 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                 last_seen[partition] = now
                 body = orjson.dumps({"control": "clock", "t": time.time() / 86400.0})
                 await by_lead_topic.send(key=b"__clock__", value=body, partition=partition)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def task_dump() -> None:
+        def loops() -> list[asyncio.AbstractEventLoop]:
+            thread_loop = getattr(app.consumer._thread, "thread_loop", None)  # type: ignore[attr-defined]
+            return [thread_loop] if thread_loop is not None else []
+
+        def state() -> str:
+            try:
+                paused = sorted(map(str, client().paused()))
+            except Exception as exc:  # noqa: BLE001 - not started, or in a rebalance
+                paused = [repr(exc)]
+            return repr(
+                {
+                    "rebalancing": app.rebalancing,
+                    "flow_active": getattr(app.consumer, "flow_active", None),
+                    "flow_control_active": app.flow_control.is_active(),
+                    "assignment": sorted(map(str, app.consumer.assignment())),
+                    "paused": paused,
+                    "guard_next": {str(tp): n for tp, n in guard.next.items()},
+                    "holes": {str(tp): n for tp, n in guard.holes.items()},
+                    "queue": waiting[0].qsize() if waiting else None,
+                    "held_for_order": sorted(order.waiting()),
+                    "behind_merge": sorted(pipeline.waiting_since),
+                    "faust_committed": {
+                        str(tp): cast(Any, app.consumer)._committed_offset.get(tp)
+                        for tp in guard.next
+                    },
+                    "faust_acked": {
+                        str(tp): (min(a), max(a), len(a))
+                        for tp, a in cast(Any, app.consumer)._acked.items()
+                        if a
+                    },
+                }
+            )
+
+        install_task_dump(loops, state)
 
     @app.task  # type: ignore[untyped-decorator]
     async def export_lag() -> None:
@@ -532,7 +607,7 @@ def run(settings: Settings) -> None:
             f"LEADSTREAM_DATA_DIR={settings.data_dir}: cannot create the worker's state "
             f"directory ({exc.strerror}); point it at a writable path"
         ) from None
-    asyncio.run(ensure_topics(settings))
+    asyncio.run(ensure_topics(settings, compacted=changelogs(settings)))
     topics = Topics.from_settings(settings)
     group = f"{settings.topic_prefix}leadstream-worker"
     inputs = [*topics.channel_topics, topics.by_lead, topics.accounts]

@@ -12,6 +12,14 @@ offset after an assignment, then one past each record admitted). A record beyond
 hole: it is not processed, and the partition is sought back to the hole. A record below it
 was delivered again after such a seek and has been processed already. A partition whose
 client position ran ahead of the guard while nothing arrives for a while is sought back too.
+
+The same release can lose acknowledgements across a rebalance: records the worker processed on
+a partition it kept, whose commit then never moves (Faust commits only a run of acknowledged
+offsets that starts at the committed one). Seen in tests/integration/test_scale_out.py as a
+group with every record processed, nothing held and a lag that stayed for good. A partition
+whose commit stays behind what the guard has admitted while the worker is idle is read again
+from its committed offset: the records apply as no-ops (state watermarks) and are acknowledged
+afresh.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ class GapGuard:
     def __init__(self, stall_seconds: float = 3.0):
         self.next: dict[Hashable, int] = {}
         self.last_seen: dict[Hashable, float] = {}
+        self.behind_since: dict[Hashable, float] = {}  # commit behind the guard, idle, since
         self.holes: dict[Hashable, int] = {}  # partition -> offset to seek back to
         self.stall_seconds = stall_seconds
 
@@ -46,6 +55,7 @@ class GapGuard:
         self.next = dict(committed)
         self.last_seen = dict.fromkeys(committed, time.monotonic())
         self.holes.clear()
+        self.behind_since.clear()
 
     def admit(self, tp: Hashable, offset: int) -> Verdict:
         self.last_seen[tp] = time.monotonic()
@@ -86,4 +96,32 @@ class GapGuard:
                     expected,
                 )
                 metrics.REFETCHES.labels(reason="stall").inc()
+        return out
+
+    def uncommitted(self, committed: Mapping[Hashable, int | None]) -> dict[Hashable, int]:
+        """Partitions whose commit has stayed below what the guard admitted for twice
+        `stall_seconds` while the worker held nothing of them: partition -> the committed
+        offset to read again from (and expect next). Call only when the worker is idle."""
+        now = time.monotonic()
+        out = {}
+        for tp, offset in committed.items():
+            expected = self.next.get(tp)
+            behind = expected is not None and offset is not None and offset < expected
+            if not behind:
+                self.behind_since.pop(tp, None)
+                continue
+            since = self.behind_since.setdefault(tp, now)
+            if now - since >= 2 * self.stall_seconds and offset is not None:
+                out[tp] = offset
+                self.next[tp] = offset
+                self.last_seen[tp] = now
+                self.behind_since.pop(tp, None)
+                log.warning(
+                    "%s: records %s..%s were processed but their commit is stuck; reading "
+                    "them again (they apply as no-ops)",
+                    tp,
+                    offset,
+                    (expected or 0) - 1,
+                )
+                metrics.REFETCHES.labels(reason="commit").inc()
         return out

@@ -88,6 +88,11 @@ def test_report_lists_every_target_and_ratio() -> None:
                      "max_ms": 95.0, "handoff_p50_ms": 30.0, "handoff_p99_ms": 80.0,
                      "request_p50_ms": 5.0, "background_events": 2500.0, "deliveries": 199.0,
                      "rejected": 0.0, "duplicates": 0.0, "errors": 0.0, "error_kinds": {}},
+        "rebalance": {"partitions": 12, "rate_per_s": 300.0, "settle_s": 6.0,
+                      **{mode: {"steady_longest_gap_s": 0.2,
+                                "cases": [{"case": "crash (SIGKILL)", "longest_pause_s": 7.5,
+                                           "partitions_paused": 6}]}
+                         for mode in ("dynamic", "static")}},
     }  # fmt: skip
     header = {"started": "now", "commit": "abc", "mode": "quick", "events": 10, "file_leads": 3,
               "leads": 2, "partitions": 4, "errors": {},
@@ -101,6 +106,7 @@ def test_report_lists_every_target_and_ratio() -> None:
     assert "MISS" not in text
     assert "single /v1/track" in text and "batch  /v1/batch" in text and "HTTP 503 ×2" in text
     assert "delivery: 99/100 hand-raisers delivered" in text
+    assert "static membership: crash (SIGKILL) 7.5 s (6)" in text
 
 
 def _run_bench(base_settings: Settings, tmp_path: Path, *args: str) -> dict[str, Any]:
@@ -151,6 +157,16 @@ def test_quick_bench_report_is_complete(base_settings: Settings, tmp_path: Path)
     assert phases["memory"]["mib_per_million"] is not None
     assert phases["restart"]["seconds"] > 0
     _http_phases_complete(phases)
+    for mode in ("dynamic", "static"):
+        cases = phases["rebalance"][mode]["cases"]
+        assert [c["case"].split(" ")[0] for c in cases] == [
+            "join", "leave", "crash", "rejoin", "restart"
+        ]  # fmt: skip
+        # A crash stops the dead worker's partitions at least until its session times out.
+        crash = cases[2]
+        assert crash["longest_pause_s"] > 5.0 and crash["partitions_paused"] > 0, crash
+        for case in cases:
+            _numbers(case)
     for phase in phases.values():
         _numbers(phase)
     assert set(report["ratios"]) >= {"worker_vs_b0", "worker_vs_pfaust"}

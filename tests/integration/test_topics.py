@@ -38,3 +38,30 @@ async def test_partition_mismatch_is_refused(base_settings: Settings) -> None:
         await admin.close()
     with pytest.raises(SettingsError, match=r"mismatch.leads.handoff.*LEADSTREAM_PARTITIONS=4"):
         await ensure_topics(settings)
+
+
+async def test_the_worker_changelogs_are_created_compacted_before_faust_starts(
+    settings: Settings,
+) -> None:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from stream.worker.app import changelogs
+
+    names = changelogs(settings)
+    assert f"{settings.topic_prefix}leadstream-worker-lead_state-changelog" in names
+    await ensure_topics(settings, compacted=names)
+    assert await partitions(settings.kafka_bootstrap, list(names)) == dict.fromkeys(names, 4)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+    finally:
+        await admin.close()
+    policies = {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}["cleanup.policy"]
+        for response in described
+        for resource in response.resources
+    }
+    assert policies == dict.fromkeys(names, "compact")

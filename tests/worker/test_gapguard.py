@@ -44,3 +44,29 @@ def test_an_unknown_partition_is_taken_as_it_comes() -> None:
     guard = GapGuard()
     assert guard.admit(TP, 7) is Verdict.NEXT
     assert guard.admit(TP, 8) is Verdict.NEXT
+
+
+def test_a_commit_that_stays_behind_while_idle_is_read_again_from_it() -> None:
+    guard = GapGuard(stall_seconds=0.02)
+    guard.expect({TP: 100})
+    for offset in range(100, 120):
+        guard.admit(TP, offset)
+    assert guard.uncommitted({TP: 120}) == {}  # committed all it processed
+    assert guard.uncommitted({TP: 110}) == {}  # behind, but not for long yet
+    time.sleep(0.05)
+    assert guard.uncommitted({TP: 110}) == {TP: 110}
+    # Read again from the commit: those records are processed (as no-ops) and acknowledged.
+    assert guard.next[TP] == 110 and guard.admit(TP, 110) is Verdict.NEXT
+    assert guard.uncommitted({TP: 111}) == {}  # the clock starts again
+
+
+def test_a_commit_that_catches_up_resets_the_clock() -> None:
+    guard = GapGuard(stall_seconds=0.02)
+    guard.expect({TP: 0})
+    for offset in range(10):
+        guard.admit(TP, offset)
+    assert guard.uncommitted({TP: 5}) == {}
+    time.sleep(0.05)
+    assert guard.uncommitted({TP: 10}) == {}  # caught up: forgotten
+    assert guard.uncommitted({TP: 5}) == {}  # behind again: a new clock
+    assert guard.uncommitted({TP: None}) == {}  # Faust knows no commit: nothing to go by
