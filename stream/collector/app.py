@@ -20,6 +20,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from stream import health
 from stream.collector import pixel, webhooks
 from stream.collector.directory import AcceptStamps, Directory
 from stream.collector.limits import RateLimiter, decode_body, read_body
@@ -540,13 +541,11 @@ async def _reject_body(
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return health.alive()
 
 
 async def _readyz(request: web.Request) -> web.Response:
-    if await request.app[COLLECTOR].producer.ping():
-        return web.json_response({"status": "ready", "kafka": True})
-    return web.json_response({"status": "not ready", "kafka": False}, status=503)
+    return health.readiness(kafka=await request.app[COLLECTOR].producer.ping())
 
 
 async def _metrics(request: web.Request) -> web.Response:

@@ -296,6 +296,7 @@ class HandoffConsumer:
             EVENT_TO_DELIVERY.labels(lane)
         self._epoch: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
+        self.joined = False  # a first assignment came (maybe empty: more members than partitions)
         self._active: dict[TopicPartition, set[asyncio.Task[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._paused = False
@@ -478,6 +479,7 @@ class HandoffConsumer:
             self._active.pop(tp, None)
 
     def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.joined = True
         for tp in assigned:
             self._epoch[tp] = self._epoch.get(tp, 0) + 1
             self.tracker.drop(tp)

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stream import health
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
 from stream.notify import NotifierConfig
@@ -207,6 +208,12 @@ class Notifier:
     def healthy(self) -> bool:
         return self._consumer is not None and self._consumer.healthy
 
+    @property
+    def joined(self) -> bool:
+        """The consumer has joined its group (it may own no partition: more notifiers than
+        partitions)."""
+        return self._consumer is not None and self._consumer.joined
+
     async def __aenter__(self) -> Notifier:
         await self.start()
         return self
@@ -221,18 +228,22 @@ class Notifier:
 
 
 def metrics_app(notifier: Notifier) -> web.Application:
-    """/metrics for Prometheus, /healthz: 200 while the fetch, commit and lane tasks run."""
+    """/metrics for Prometheus; /healthz and /readyz (stream/health.py): alive while the fetch,
+    commit and lane tasks run, ready once the consumer has joined its group as well."""
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        ok = notifier.healthy
-        return web.json_response({"ok": ok}, status=200 if ok else 503)
+        return health.alive(tasks=notifier.healthy)
+
+    async def readyz(_: web.Request) -> web.Response:
+        return health.readiness(tasks=notifier.healthy, consumer=notifier.joined)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     return app
 
 

@@ -23,7 +23,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from stream import metrics
+from stream import health, metrics
 from stream.credentials import check_identity_secret
 from stream.deadletter import Headers
 from stream.errors import SettingsError
@@ -41,6 +41,7 @@ from stream.worker.offsets import seed_group_offsets, starting_offsets
 from stream.worker.order import CoPartitionMerge
 from stream.worker.pipeline import Pipeline, Tables, observe_since
 from stream.worker.processor import AccountStep, Emit, Record, channel_source, header
+from stream.worker.staging import StagedMapping
 from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
@@ -196,7 +197,8 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     account_table = app.Table(TABLES[4], key_type=bytes, value_type=bytes, partitions=parts)
     accounts_topic = app.topic(topics.accounts, partitions=parts, **RAW)
 
-    ticks = TickScheduler(tick_due)
+    due = StagedMapping(cast(Any, tick_due))  # written with the batch, like the states
+    ticks = TickScheduler(due)
     flusher: RedisFlusher
     identity = Identity(parts, secret_or_dev(settings.identity_secret), partition_for)
     pipeline = Pipeline(
@@ -335,6 +337,12 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                     table.pop(key, None)
                 else:
                     table[key] = value
+        for key, value in due.take().items():
+            faustfix.set_current_event(at[int(key.split(":", 1)[0])])
+            if value is None:
+                tick_due.pop(key, None)
+            else:
+                tick_due[key] = value
         for visitor_id, lead_id in landing.absorbed:
             flusher.absorb(visitor_id, lead_id)
 
@@ -423,6 +431,7 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                 observe_since(received.decode() if received else None, metrics.EVENT_TO_HANDOFF)
         if app.should_stop or app.rebalancing or app.consumer_generation_id != generation:
             pipeline.take_landing()
+            due.take()
             metrics.BATCHES_DROPPED.inc()
             log.info("a batch of an ended assignment is not written; its records come again")
             return False
@@ -578,6 +587,20 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     async def metrics_page(view: Any, request: Any) -> Any:
         body = generate_latest(REGISTRY)
         return Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST}, status=200)
+
+    @app.page("/healthz")
+    async def healthz_page(view: Any, request: Any) -> Any:
+        return health.alive(running=not app.should_stop)
+
+    @app.page("/readyz")
+    async def readyz_page(view: Any, request: Any) -> Any:
+        """Ready once the group has assigned this worker its partitions and their tables are
+        recovered: a worker that is rebalancing or replaying its changelogs scores nothing."""
+        return health.readiness(
+            running=not app.should_stop,
+            assigned=not app.rebalancing,
+            recovered=cast(Any, app.tables).recovery.completed.is_set() and not app.in_recovery,
+        )
 
     return app
 

@@ -12,7 +12,7 @@ have a plain dict of its own (`table_for`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -51,3 +51,42 @@ class Staged(Generic[K, V]):
                 table.pop(key, None)
             else:
                 table[key] = value
+
+
+class StagedMapping(MutableMapping[str, str]):
+    """A table as a mapping whose writes wait for the batch to land (the tick schedule: a
+    tick fired in a batch that is then dropped must still be due when its records come
+    again). Keys carry their partition (`<partition>:…`)."""
+
+    def __init__(self, table: MutableMapping[str, str]):
+        self.table = table
+        self.pending: dict[str, str | None] = {}
+
+    def __getitem__(self, key: str) -> str:
+        if key in self.pending:
+            value = self.pending[key]
+            if value is None:
+                raise KeyError(key)
+            return value
+        return self.table[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.pending[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.pending[key] = None
+
+    def __iter__(self) -> Iterator[str]:
+        deleted = {k for k, v in self.pending.items() if v is None}
+        added = [k for k, v in self.pending.items() if v is not None and k not in self.table]
+        return iter([*(k for k in self.table if k not in deleted), *added])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def take(self) -> dict[str, str | None]:
+        """The pending writes, for the table; None deletes."""
+        pending, self.pending = self.pending, {}
+        return pending

@@ -51,8 +51,12 @@ class TickScheduler:
         return list(self.due.keys())
 
     def forget_partitions(self) -> None:
-        """After a rebalance the heaps are rebuilt from the table on first use."""
+        """After a rebalance every partition is read again from its committed offset: the
+        heaps are rebuilt from the table on first use, and stream time starts again from the
+        records (kept, it would be ahead of records that apply again after a dropped batch,
+        and fire their leads' ticks before them, unlike replay)."""
         self.heaps.clear()
+        self.stream_time.clear()
 
     def schedule(self, partition: int, lead_id: str, t_days: float) -> None:
         key = due_key(partition, t_days)

@@ -59,9 +59,10 @@ async def pipeline(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline
         for name in PROCESSES:
             procs.start(name)
         host = settings.collector_host
+        # Ready means able to work: the worker has its partitions and recovered tables.
         await wait_http(f"http://{host}:{settings.collector_port}/readyz", procs)
-        await wait_http(f"http://{host}:{settings.worker_port}/metrics", procs, timeout=90)
-        await wait_http(f"http://{host}:{settings.notifier_port}/healthz", procs)
+        await wait_http(f"http://{host}:{settings.worker_port}/readyz", procs, timeout=90)
+        await wait_http(f"http://{host}:{settings.notifier_port}/readyz", procs)
         yield procs, hook, settings
     finally:
         procs.stop()
@@ -242,6 +243,28 @@ async def scrape_until_settled(
         await asyncio.sleep(0.2)
         texts = await scrape(http, settings)
     return texts
+
+
+async def test_every_process_serves_the_same_health_contract(pipeline: Pipeline) -> None:
+    _, _, settings = pipeline
+    ports = {
+        "collector": settings.collector_port,
+        "worker": settings.worker_port,
+        "notifier": settings.notifier_port,
+    }
+    checks = {"collector": {"kafka"}, "worker": {"running", "assigned", "recovered"}}
+    checks["notifier"] = {"tasks", "consumer"}
+    async with aiohttp.ClientSession() as http:
+        for name, port in ports.items():
+            base = f"http://{settings.collector_host}:{port}"
+            async with http.get(f"{base}/healthz") as resp:
+                assert resp.status == 200, name
+                alive = await resp.json()
+            async with http.get(f"{base}/readyz") as resp:
+                assert resp.status == 200, name
+                ready = await resp.json()
+            assert alive["status"] == "ok" and all(alive["checks"].values()), (name, alive)
+            assert ready == {"status": "ready", "checks": dict.fromkeys(checks[name], True)}, name
 
 
 async def test_metrics_of_all_processes_after_real_traffic(pipeline: Pipeline) -> None:

@@ -237,7 +237,29 @@ async def assert_ends_like_replay(
                 mismatches.append((lead_id, field, mine[field], theirs[field]))
         if abs(mine["engagement"] - theirs["engagement"]) > 0.01:
             mismatches.append((lead_id, "engagement", mine["engagement"], theirs["engagement"]))
-    assert not mismatches, mismatches[:10]
+    if mismatches:
+        raise AssertionError(f"{mismatches[:10]}; {await _diagnose(settings, mismatches, scored)}")
     assert set(replay_leads) == {k.decode() for k in states_raw}
     assert worker_ids | offline_ids == replay_ids
     assert len(replay_ids) > 20  # the journeys do move leads: the comparison means something
+
+
+async def _diagnose(settings: Settings, mismatches: list[Any], scored: list[Any]) -> str:
+    """For leads whose state differs from replay: their events that have no ledger entry (never
+    applied) and those with more than one (applied twice), with partition and offset."""
+    leads = {m[0].decode() for m in mismatches}
+    ledger = await read_all(settings.kafka_bootstrap, Topics.from_settings(settings).ledger)
+    entries: dict[str, int] = {}
+    for r in ledger:
+        entry = orjson.loads(r.value)
+        if entry.get("lead_id") in leads:
+            entries[entry["event_id"]] = entries.get(entry["event_id"], 0) + 1
+    found = []
+    for r in scored:
+        event = orjson.loads(r.value)
+        if event["user_id"] in leads and entries.get(event["event_id"], 0) != 1:
+            found.append(
+                (event["user_id"], event["event_id"], event["type"], event["occurred_at"],
+                 r.partition, r.offset, entries.get(event["event_id"], 0))
+            )  # fmt: skip
+    return f"events with 0 or 2+ ledger entries (lead, id, type, at, partition, offset, n): {found}"

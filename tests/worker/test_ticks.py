@@ -42,3 +42,33 @@ def test_an_instant_inside_a_minute_is_filed_at_the_next_minute() -> None:
     assert ticks.advance(0, 10.0 + 30.0 / 86400) == []  # before the filing minute
     fired = ticks.advance(0, 10.0 + 61.0 / 86400)
     assert fired == [(10.0 + 60.0 / 86400, ["u1"])]  # ticked at 00:01, which is >= due
+
+
+def test_the_schedule_waits_for_the_batch_and_a_dropped_batch_leaves_it_due() -> None:
+    from stream.worker.staging import StagedMapping
+
+    table: dict[str, str] = {}
+    TickScheduler(table).schedule(3, "u1", 10.0)
+    staged = StagedMapping(table)
+    ticks = TickScheduler(staged)
+    assert ticks.advance(3, 10.5) == [(10.0, ["u1"])]
+    ticks.schedule(3, "u1", 11.0)  # re-filed for its next tick
+    assert "3:14400" in table and "3:14400" not in staged  # popped, not yet landed
+    assert sorted(staged) == ["3:15840"] and len(staged) == 1
+    staged.take()  # the batch was dropped: nothing of it reaches the table
+    assert table == {"3:14400": '["u1"]'}
+    # The records come again after the rebalance: the tick fires once more, from the table.
+    ticks.forget_partitions()
+    assert ticks.advance(3, 10.5) == [(10.0, ["u1"])]
+    assert staged.take() == {"3:14400": None}
+
+
+def test_stream_time_starts_again_after_a_rebalance() -> None:
+    ticks = TickScheduler({})
+    ticks.advance(1, 30.0)
+    ticks.schedule(1, "u2", 20.0)
+    ticks.forget_partitions()
+    # Read again from the commit: an earlier record does not find stream time at day 30,
+    # so the tick at day 20 waits for records past it, as in replay.
+    assert ticks.advance(1, 12.0) == []
+    assert ticks.advance(1, 20.5) == [(20.0, ["u2"])]
