@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -631,7 +634,36 @@ def faust_worker(app: faust.App, settings: Settings) -> Any:
 
     worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True)
     worker.spinner = None
+    for name in ("_on_sigterm", "_on_sigint"):
+        setattr(worker, name, bounded_stop(getattr(worker, name)))
     return worker
+
+
+STOP_BOUND_SECONDS = 20.0
+
+
+def bounded_stop(on_signal: Callable[[], None]) -> Callable[[], None]:
+    """A stop signal ends the process within `STOP_BOUND_SECONDS` (under Kubernetes' default
+    30 s grace period), however Faust's shutdown fares: aiokafka's consumer stop can hang
+    retrying heartbeats after its group coordinator was marked dead in the middle of a
+    rebalance (seen in tests/integration/test_scale_out.py: SIGTERM while a worker joined).
+    By then the producer has been flushed and the offsets commit what was landed; what was
+    not is read again by the next owner, so exiting is safe."""
+
+    def stop() -> None:
+        def force() -> None:
+            log.error(
+                "the worker did not stop within %gs of the signal; exiting", STOP_BOUND_SECONDS
+            )
+            logging.shutdown()
+            os._exit(0)
+
+        timer = threading.Timer(STOP_BOUND_SECONDS, force)
+        timer.daemon = True
+        timer.start()
+        on_signal()
+
+    return stop
 
 
 def run(settings: Settings) -> None:
