@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from stream import health
 from stream.collector import pixel, webhooks
 from stream.collector.directory import AcceptStamps, Directory
+from stream.collector.drain import InFlight
 from stream.collector.limits import RateLimiter, decode_body, read_body
 from stream.collector.mapping import UNMAPPED, EventMapping, load_mapping
 from stream.collector.producer import EventProducer, Record
@@ -296,6 +297,7 @@ def create_app(
     clock: Callable[[], datetime] | None = None,
     redis: Any = None,
     deadline: HeaderDeadline | None = None,
+    in_flight: InFlight | None = None,
 ) -> web.Application:
     """The public ingest app; producer and (given) Redis client stay with the caller.
 
@@ -306,6 +308,8 @@ def create_app(
     mapping = mapping or load_mapping(options.mapping_path or None)
     collector = Collector(settings, producer, mapping, options, clock or _utcnow)
     middlewares = [_observe, _cors]
+    if in_flight is not None:
+        middlewares.insert(0, in_flight.middleware)
     if deadline is not None:
         middlewares.insert(0, deadline.middleware())
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_request_bytes)
@@ -343,6 +347,9 @@ def create_internal_app(settings: Settings) -> web.Application:
     return app
 
 
+SHUTDOWN_SECONDS = 10.0  # requests in flight at SIGTERM get this long to finish
+
+
 async def run(settings: Settings) -> None:
     """Serve both listeners until SIGTERM or SIGINT, then drain requests and flush Kafka."""
     from stream.credentials import check_collector
@@ -364,7 +371,8 @@ async def run(settings: Settings) -> None:
     except (KafkaError, OSError) as exc:  # serve anyway: requests answer 503 until Kafka is back
         log.warning("could not check topics (Kafka at %s): %s", settings.kafka_bootstrap, exc)
     deadline = HeaderDeadline(settings.header_timeout_seconds)
-    app = create_app(settings, producer, options=options, deadline=deadline)
+    in_flight = InFlight()
+    app = create_app(settings, producer, options=options, deadline=deadline, in_flight=in_flight)
     # auto_decompress off: the collector inflates gzip itself, with a cap (gzip bombs).
     # keepalive_timeout: an idle connection is closed by the header deadline anyway.
     runner = web.AppRunner(
@@ -372,7 +380,7 @@ async def run(settings: Settings) -> None:
         auto_decompress=False,
         handle_signals=False,
         access_log=None,
-        shutdown_timeout=10.0,
+        shutdown_timeout=SHUTDOWN_SECONDS,
         keepalive_timeout=settings.header_timeout_seconds,
     )
     internal = web.AppRunner(create_internal_app(settings), handle_signals=False, access_log=None)
@@ -395,7 +403,13 @@ async def run(settings: Settings) -> None:
             port,
         )
         await stop.wait()
-        log.info("collector stopping")
+        log.info("collector stopping: no new connections; answering the requests in flight")
+        await site.stop()
+        left = await in_flight.drained(SHUTDOWN_SECONDS)
+        if left:
+            log.warning(
+                "%d requests still in flight after %ss; closing them", left, SHUTDOWN_SECONDS
+            )
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
