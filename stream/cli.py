@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -12,6 +11,7 @@ from typing import Any
 
 import click
 
+from stream import logs
 from stream.errors import LeadstreamError
 from stream.settings import ENV_PREFIX, Settings, check_environment, describe
 
@@ -21,10 +21,7 @@ def _settings(**flags: Any) -> Settings:
         settings = Settings.from_env(**{k: v for k, v in flags.items() if v is not None})
     except LeadstreamError as exc:
         raise click.ClickException(str(exc)) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings)
     return settings
 
 

@@ -229,6 +229,11 @@ class Settings:
     kafka_controller_port: int = _doc("KRaft controller port of the dev broker.", default=19093)
     kafka_heap: str = _doc("Heap of the dev broker (-Xmx).", default="768m")
     log_level: str = _doc("Log level: debug, info, warning, error.", default="info")
+    log_format: str = _doc(
+        "Log lines as `text` (for people) or `json` (one object per line: time, level, logger, "
+        "message, process, exc) in every process, Faust's and aiokafka's loggers included.",
+        default="text",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -266,6 +271,8 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: want redis://host:port/db"
             )
+        if self.log_format not in ("text", "json"):
+            raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT={self.log_format!r}: want text or json")
         if self.worker_batch_max < 1:
             raise SettingsError(
                 f"{ENV_PREFIX}WORKER_BATCH_MAX={self.worker_batch_max}: want 1 or more"

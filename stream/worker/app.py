@@ -26,7 +26,7 @@ from aiokafka.errors import IllegalStateError, KafkaError
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from stream import health, metrics
+from stream import health, logs, metrics
 from stream.credentials import check_identity_secret
 from stream.deadletter import Headers
 from stream.errors import SettingsError
@@ -632,7 +632,10 @@ def faust_worker(app: faust.App, settings: Settings) -> Any:
     """
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True)
+    # JSON logs: our logging config for Faust's and aiokafka's loggers too (Faust's Worker
+    # would install its own text handler); text keeps Faust's own format.
+    config = logs.dict_config(settings) if settings.log_format == "json" else None
+    worker = Worker(app, loglevel=settings.log_level.upper(), quiet=True, logging_config=config)
     worker.spinner = None
     for name in ("_on_sigterm", "_on_sigint"):
         setattr(worker, name, bounded_stop(getattr(worker, name)))
