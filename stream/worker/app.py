@@ -389,9 +389,13 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         for tp in list(guard.next):
             if tp in mine:  # revoked since: not ours to ask about (faust raises)
                 try:
-                    positions[tp] = await app.consumer.position(cast(Any, tp))
+                    position = await app.consumer.position(cast(Any, tp))
+                    highwater = client().highwater(tp)
                 except Exception:  # noqa: BLE001 - revoked between the check and the call
                     continue
+                # Read past the guard, or records there to read: either way some should
+                # have come (a partition sought back can sit at the guard, unfetched).
+                positions[tp] = max(position or 0, highwater or 0)
         await refetch(guard.stalled(positions))
         if order.waiting() or pipeline.waiting_since:
             return  # records held for order or a merge are unacknowledged on purpose

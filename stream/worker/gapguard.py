@@ -11,7 +11,8 @@ The guard knows the next offset each input partition must deliver (the group's c
 offset after an assignment, then one past each record admitted). A record beyond it means a
 hole: it is not processed, and the partition is sought back to the hole. A record below it
 was delivered again after such a seek and has been processed already. A partition whose
-client position ran ahead of the guard while nothing arrives for a while is sought back too.
+client position (or high watermark) is ahead of the guard while nothing arrives for a while is
+sought back too: a partition sought back has been seen to sit there, never fetched again.
 
 The same release can lose acknowledgements across a rebalance: records the worker processed on
 a partition it kept, whose commit then never moves (Faust commits only a run of acknowledged
@@ -89,8 +90,8 @@ class GapGuard:
                 out[tp] = expected
                 self.last_seen[tp] = now  # give the seek time to take effect
                 log.warning(
-                    "%s: the client has read to offset %s but no record from %s on reached "
-                    "the worker; reading them again",
+                    "%s: the client has read (or could read) to offset %s but no record from "
+                    "%s on reached the worker; reading them again",
                     tp,
                     position,
                     expected,
