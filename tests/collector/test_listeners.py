@@ -20,6 +20,7 @@ from stream.collector.app import run
 from stream.dev.credentials import token_with_scope
 from stream.errors import SettingsError
 from stream.settings import Settings
+from tests.collector.serving import start_collector
 
 pytestmark = pytest.mark.integration
 
@@ -36,21 +37,7 @@ LEAD_PATHS = (
 @pytest.fixture
 async def serving(settings: Settings) -> AsyncIterator[Settings]:
     settings = settings.replace(header_timeout_seconds=1.0, body_timeout_seconds=1.0)
-    task = asyncio.create_task(run(settings))
-    deadline = time.monotonic() + 20
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if task.done():
-                task.result()
-            try:
-                url = f"http://127.0.0.1:{settings.collector_internal_port}/healthz"
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientConnectionError:
-                pass
-            assert time.monotonic() < deadline, "collector did not start"
-            await asyncio.sleep(0.1)
+    task = await start_collector(settings, settings.collector_internal_port)
     try:
         yield settings
     finally:

@@ -6,42 +6,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 
 import aiohttp
 import orjson
 import pytest
 
-from stream.collector.app import run
 from stream.settings import Settings
 from stream.topics import Topics
+from tests.collector.serving import start_collector
 from tests.kafka_helpers import read_all
 
 pytestmark = pytest.mark.integration
 
 
-async def started(settings: Settings) -> asyncio.Task[None]:
-    task = asyncio.create_task(run(settings))
-    deadline = time.monotonic() + 20
-    async with aiohttp.ClientSession() as session:
-        while True:
-            if task.done():
-                task.result()
-            try:
-                url = f"http://127.0.0.1:{settings.collector_port}/healthz"
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return task
-            except aiohttp.ClientConnectionError:
-                pass
-            assert time.monotonic() < deadline, "collector did not start"
-            await asyncio.sleep(0.1)
-
-
 async def test_a_body_still_arriving_at_sigterm_is_accepted_and_produced(
     settings: Settings,
 ) -> None:
-    task = await started(settings)
+    task = await start_collector(settings)
     key = next(iter(settings.parsed_write_keys()))
     body = orjson.dumps(
         {"type": "track", "event": "Pricing Viewed", "userId": "u-inflight",
@@ -68,7 +49,7 @@ async def test_a_body_still_arriving_at_sigterm_is_accepted_and_produced(
 
 
 async def test_new_connections_are_refused_once_stopping(settings: Settings) -> None:
-    task = await started(settings)
+    task = await start_collector(settings)
     os.kill(os.getpid(), signal.SIGTERM)
     await asyncio.wait_for(task, timeout=20)
     with pytest.raises(OSError):
