@@ -449,16 +449,21 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
 
     waiting: list[Any] = []  # the agent's queue: records fetched, not yet processed
 
-    async def rewind() -> None:
-        """After a dropped batch, start again from the last commit: what is held goes, and
-        every input partition is read again from its committed offset. Its records were
-        admitted already; without this they would come again only if the rebalance sought
-        them back, and a batch dropped while Faust finishes a rebalance (same generation) was
-        then applied later, after newer records of its leads (seen in the scale-out test)."""
+    async def from_commit() -> None:
+        """Everything held goes (for order, behind a merge, the tick heaps and stream time):
+        every input partition is to be read again from its committed offset."""
+        ticks.forget_partitions()
         order.drop(())
         pipeline.forget_partitions(())
-        ticks.forget_partitions()
         await expect_committed()
+
+    async def rewind() -> None:
+        """After a dropped batch, start again from the last commit, seeking there ourselves:
+        its records were admitted already, and would otherwise come again only if a
+        rebalance sought them back; a batch dropped while Faust finishes a rebalance (same
+        generation) was then applied later, after newer records of its leads (seen in the
+        scale-out test)."""
+        await from_commit()
         await refetch(dict(guard.next))
 
     @app.agent(app.topic(*topics.channel_topics, topics.by_lead, **RAW), concurrency=1)
@@ -592,10 +597,7 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
     async def on_rebalance(sender: Any, **kwargs: Any) -> None:
         """Faust seeks every partition back to its committed offset after a rebalance, so
         what this worker held (for order, or behind a merge) comes again: let it go."""
-        ticks.forget_partitions()
-        order.drop(())
-        pipeline.forget_partitions(())
-        await expect_committed()
+        await from_commit()
 
     app.on_rebalance_complete.connect(on_rebalance)  # type: ignore[arg-type]
 
