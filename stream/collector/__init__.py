@@ -1,8 +1,7 @@
-"""The HTTP collector: Segment/RudderStack API, pixel and webhooks in, Kafka records out."""
+"""The HTTP collector: Segment/RudderStack API, pixel and webhooks in, Kafka records out.
 
-from __future__ import annotations
-
-from stream.collector.app import create_app, run
-from stream.collector.producer import EventProducer, Record
-
-__all__ = ["EventProducer", "Record", "create_app", "run"]
+Layers, each importing only those below it: `app` (routes, wiring, `run`) → the route modules
+`pixel` and `webhooks` (and `segment` for the Segment API) → `service` (the shared `Collector`)
+and `responses` (error answers) → helpers (`limits`, `mapping`, `producer`, `shared`, …).
+This package imports none of them, so importing a route module never loads `app`.
+"""

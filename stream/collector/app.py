@@ -9,10 +9,9 @@ import binascii
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -22,55 +21,38 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from stream import health
 from stream.collector import pixel, webhooks
-from stream.collector.directory import AcceptStamps, Directory
 from stream.collector.drain import InFlight
-from stream.collector.limits import RateLimiter, decode_body, read_body
-from stream.collector.mapping import UNMAPPED, EventMapping, load_mapping
-from stream.collector.producer import EventProducer, Record
+from stream.collector.limits import decode_body, read_body
+from stream.collector.mapping import EventMapping, load_mapping
+from stream.collector.producer import EventProducer
+from stream.collector.responses import error_response, timed_out, unavailable
 from stream.collector.segment import (
-    Accepted,
     BatchTooLargeError,
-    Outcome,
     Rejected,
-    Source,
     body_write_key,
     parse_json,
     process,
     split_body,
 )
-from stream.collector.shared import ReplayGuard, SharedDedupe
+from stream.collector.service import Collector, CollectorOptions, Producer
 from stream.collector.timeouts import GuardedSite, HeaderDeadline
-from stream.deadletter import Headers, deadletter_headers
+from stream.credentials import check_collector
 from stream.errors import (
     InvalidJsonError,
     KafkaUnavailableError,
     LeadstreamError,
-    RedisUnavailableError,
     RequestTimeoutError,
     SchemaViolationError,
     SettingsError,
     SizeViolationError,
 )
-from stream.metrics import (
-    COLLECTOR_REFUSALS,
-    COLLECTOR_REFUSALS_UNRECORDED,
-    DEAD_LETTERS,
-    EVENTS_DROPPED,
-    EVENTS_RECEIVED,
-    EVENTS_UNMAPPED,
-    HTTP_DURATION,
-    HTTP_REQUEST_SIZE,
-    HTTP_REQUESTS,
-)
-from stream.scoring.identity import secret_or_dev
+from stream.metrics import HTTP_DURATION, HTTP_REQUEST_SIZE, HTTP_REQUESTS
 from stream.settings import Settings
 from stream.store.api import add_lead_routes
-from stream.topics import Topics
+from stream.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
-STAGE = "collector"
-RETRY_AFTER_UNAVAILABLE = "5"
 # Segment's full routes, their one-letter aliases (analytics.js), and /v1/import (batch).
 SEGMENT_ROUTES = {
     "track": ("/v1/track", "/v1/t"),
@@ -85,205 +67,6 @@ _CORS_HEADERS = "Content-Type, Authorization, Content-Encoding, AnonymousId"
 # CORS is answered on the Segment ingest routes only: webhooks are server-to-server, the pixel
 # and redirect are plain GETs that need no CORS, and nothing else is served on this port.
 CORS_PATHS = frozenset(p for paths in SEGMENT_ROUTES.values() for p in paths)
-# A refused request keeps this much of its body in the dead letter, never more.
-EXCERPT_BYTES = 1024
-# Request headers a refused webhook's dead letter keeps (what a person needs to see why).
-_REFUSAL_HEADERS = (
-    "Content-Type",
-    "Content-Length",
-    "Content-Encoding",
-    "User-Agent",
-    "X-Twilio-Email-Event-Webhook-Signature",
-    "X-Twilio-Email-Event-Webhook-Timestamp",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-)
-
-
-class Producer(Protocol):
-    """What the app needs from a producer; EventProducer and the tests' fake provide it."""
-
-    async def send_all(self, records: Sequence[Record]) -> None: ...
-
-    async def send_deadletter(self, raw: bytes, key: bytes | None, headers: Headers) -> None: ...
-
-    async def ping(self) -> bool: ...
-
-
-@dataclass(frozen=True)
-class CollectorOptions:
-    """The collector's part of Settings, typed once (tests build it directly)."""
-
-    mapping_path: str = ""
-    pixel_cookie: str = ""
-    pixel_cookie_days: int = 365
-    redirect_hosts: tuple[str, ...] = ()
-    sendgrid_public_key: str = ""
-    mailgun_signing_key: str = ""
-    generic_webhook_secret: str = ""
-    webhook_tolerance_seconds: float = 300.0
-    dedupe_seconds: float = 24 * 3600.0
-    produce_timeout_seconds: float = 10.0
-    cors_origins: tuple[str, ...] = ()
-    """Allowed browser origins; ("*",) = any origin, without credentials."""
-    body_timeout_seconds: float = 30.0
-    refused_deadletters_per_minute: float = 10.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CollectorOptions:
-        def split(text: str) -> tuple[str, ...]:
-            return tuple(h.strip() for h in text.split(",") if h.strip())
-
-        return cls(
-            mapping_path=settings.mapping_path,
-            pixel_cookie=settings.pixel_cookie,
-            pixel_cookie_days=settings.pixel_cookie_days,
-            redirect_hosts=tuple(h.lower() for h in split(settings.redirect_allow_hosts)),
-            sendgrid_public_key=settings.sendgrid_public_key,
-            mailgun_signing_key=settings.mailgun_signing_key,
-            generic_webhook_secret=settings.generic_webhook_secret,
-            webhook_tolerance_seconds=settings.webhook_tolerance_seconds,
-            dedupe_seconds=settings.collector_dedupe_seconds,
-            produce_timeout_seconds=settings.produce_timeout_seconds,
-            cors_origins=tuple(o.rstrip("/") for o in split(settings.cors_origins)),
-            body_timeout_seconds=settings.body_timeout_seconds,
-            refused_deadletters_per_minute=settings.refused_deadletters_per_minute,
-        )
-
-
-class Collector:
-    """Per-app state shared by the handlers: settings, producer, mapping, limits, dedupe."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        producer: Producer,
-        mapping: EventMapping,
-        options: CollectorOptions,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.settings = settings
-        self.producer = producer
-        self.mapping = mapping
-        self.options = options
-        self.topics = Topics.from_settings(settings)
-        self.write_keys = settings.parsed_write_keys()
-        self.limiter = RateLimiter(settings.rate_limit_per_second)
-        self.directory = Directory(
-            settings.redis_url, settings.redis_prefix, secret_or_dev(settings.identity_secret)
-        )
-        self.stamps = AcceptStamps()
-        # Refused signatures: `per_minute` dead letters per client address, a minute's burst.
-        per_minute = options.refused_deadletters_per_minute
-        self.refusal_budget = RateLimiter(per_minute / 60.0, capacity=max(1.0, per_minute))
-        self.now = clock
-        self.redis: Any = None
-        self.dedupe: SharedDedupe | None = None
-        self.replay: ReplayGuard | None = None
-
-    def attach_redis(self, redis: Any) -> None:
-        """Use `redis` for transport dedupe and replay protection (shared by all collectors)."""
-        prefix = self.settings.redis_prefix
-        self.redis = redis
-        self.dedupe = SharedDedupe(redis, prefix, self.options.dedupe_seconds)
-        self.replay = ReplayGuard(redis, prefix, 2 * self.options.webhook_tolerance_seconds)
-
-    def source(self, write_key: str | None) -> Source | None:
-        """The source of a write key, or None when the key is unknown."""
-        if write_key is None or write_key not in self.write_keys:
-            return None
-        name, kind = self.write_keys[write_key]
-        return Source(name, kind, write_key)
-
-    async def records(
-        self, outcomes: Sequence[Outcome], source: Source, keys: Sequence[bytes] | None = None
-    ) -> list[Record]:
-        """Kafka records of the outcomes: retried message ids are left out (transport dedupe).
-
-        `keys`: one per accepted outcome, from the identity directory (default: each event's
-        own key). Each record carries its acceptance stamp (`accepted_at`), which orders one
-        person's records across topics in the worker.
-        """
-        assert self.dedupe is not None, "attach_redis first"
-        ids = [o.message_id for o in outcomes if isinstance(o, Accepted) and o.message_id]
-        ids = list(dict.fromkeys(ids))
-        seen = await self.dedupe.seen(dedupe_namespace(source), ids)
-        records: list[Record] = []
-        in_request: set[str] = set()
-        accepted = iter(keys or ())
-        for outcome in outcomes:
-            if isinstance(outcome, Accepted):
-                key = next(accepted, outcome.key)
-                message_id = outcome.message_id
-                if message_id is not None:
-                    if message_id in in_request or message_id in seen:
-                        continue
-                    in_request.add(message_id)
-                topic = self.topics.events(outcome.event["channel"])
-                stamp = [("accepted_at", str(self.stamps.next()).encode())]
-                records.append(Record(topic, key, orjson.dumps(outcome.event), stamp))
-            elif isinstance(outcome, Rejected):
-                headers = deadletter_headers(outcome.error.reason, STAGE, str(outcome.error))
-                records.append(Record(self.topics.deadletter, outcome.key, outcome.raw, headers))
-        return records
-
-    async def deliver(self, outcomes: Sequence[Outcome], source: Source) -> None:
-        """Produce every outcome and wait for every ack; KafkaUnavailableError when Kafka fails."""
-        events = [o.event for o in outcomes if isinstance(o, Accepted)]
-        keys = await self.directory.keys(events) if events else []
-        records = await self.records(outcomes, source, keys)
-        await self.producer.send_all(records)
-        ids = [o.message_id for o in outcomes if isinstance(o, Accepted) and o.message_id]
-        assert self.dedupe is not None
-        await self.dedupe.remember(dedupe_namespace(source), list(dict.fromkeys(ids)))
-        for outcome in outcomes:
-            if isinstance(outcome, Accepted):
-                event = outcome.event
-                EVENTS_RECEIVED.labels(channel=event["channel"], type=event["type"]).inc()
-                if event["type"] == UNMAPPED:
-                    EVENTS_UNMAPPED.labels(kind=source.kind).inc()
-            elif isinstance(outcome, Rejected):
-                DEAD_LETTERS.labels(stage=STAGE, reason=outcome.error.reason).inc()
-            else:
-                EVENTS_DROPPED.labels(reason=outcome.reason).inc()
-
-    async def deadletter(
-        self, raw: bytes, error: LeadstreamError, key: bytes | None = None
-    ) -> None:
-        """Dead-letter a whole request body (capped at max_request_bytes)."""
-        headers = deadletter_headers(error.reason, STAGE, str(error))
-        await self.producer.send_deadletter(raw[: self.settings.max_request_bytes], key, headers)
-        DEAD_LETTERS.labels(stage=STAGE, reason=error.reason).inc()
-
-    async def refusal(self, request: web.Request, raw: bytes, error: LeadstreamError) -> None:
-        """A small dead letter for a request refused before it was trusted (bad signature).
-
-        It holds the reason, a few request headers, the client address and the first
-        EXCERPT_BYTES of the body, never the body itself, and at most
-        `refused_deadletters_per_minute` of them per client address: without a credential
-        nobody can fill the dead-letter topic. Refusals over the budget are counted.
-        """
-        COLLECTOR_REFUSALS.labels(error.reason).inc()
-        address = request.remote or "unknown"
-        if not self.refusal_budget.take(address):
-            COLLECTOR_REFUSALS_UNRECORDED.inc()
-            return
-        extra = [("client_address", address), ("body_bytes", str(len(raw)))]
-        extra += [
-            (f"http_{name.lower()}", request.headers[name][:512])
-            for name in _REFUSAL_HEADERS
-            if name in request.headers
-        ]
-        headers = deadletter_headers(error.reason, STAGE, str(error), extra=extra)
-        await self.producer.send_deadletter(raw[:EXCERPT_BYTES], None, headers)
-        DEAD_LETTERS.labels(stage=STAGE, reason=error.reason).inc()
-
-
-def dedupe_namespace(source: Source) -> str:
-    """Transport dedupe is per source (every key of a source shares it), webhooks per provider."""
-    return f"webhook:{source.name}" if source.kind == "webhook" else f"source:{source.name}"
-
 
 COLLECTOR = web.AppKey("collector", Collector)
 
@@ -352,9 +135,6 @@ SHUTDOWN_SECONDS = 10.0  # requests in flight at SIGTERM get this long to finish
 
 async def run(settings: Settings) -> None:
     """Serve both listeners until SIGTERM or SIGINT, then drain requests and flush Kafka."""
-    from stream.credentials import check_collector
-    from stream.topics import ensure_topics
-
     check_collector(settings)  # before anything listens: no placeholder credentials
     if (settings.collector_host, settings.collector_port) == (
         settings.collector_internal_host,
@@ -417,35 +197,6 @@ async def run(settings: Settings) -> None:
         await internal.cleanup()
         await producer.stop()
         await app[COLLECTOR].directory.close()
-
-
-def error_response(
-    status: int, reason: str, message: str, headers: dict[str, str] | None = None
-) -> web.Response:
-    """A JSON error in the shape Segment's SDKs read (`code`, `message`)."""
-    body = {"success": False, "code": reason, "message": message}
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
-    )
-
-
-def unavailable(exc: KafkaUnavailableError | RedisUnavailableError) -> web.Response:
-    what = "Kafka" if isinstance(exc, KafkaUnavailableError) else "Redis"
-    log.warning("%s unavailable: %s", what, exc)
-    return error_response(
-        503,
-        exc.reason,
-        f"{what} is unavailable; retry later",
-        {"Retry-After": RETRY_AFTER_UNAVAILABLE},
-    )
-
-
-def timed_out(exc: RequestTimeoutError) -> web.Response:
-    """408 and close: the client was too slow to send its body."""
-    COLLECTOR_REFUSALS.labels(exc.reason).inc()
-    response = error_response(408, exc.reason, str(exc), {"Connection": "close"})
-    response.force_close()
-    return response
 
 
 def write_key_of(request: web.Request) -> str | None:

@@ -7,18 +7,17 @@ import logging
 import re
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from yarl import URL
 
+from stream.collector.responses import error_response
 from stream.collector.segment import Batch, process
+from stream.collector.service import Collector
 from stream.errors import LeadstreamError
 from stream.metrics import COLLECTOR_REFUSALS
-
-if TYPE_CHECKING:
-    from stream.collector.app import Collector
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +83,6 @@ def routes(collector: Collector) -> list[web.RouteDef]:
         if not allowed_redirect(target, collector.options.redirect_hosts):
             return web.Response(status=400, text="redirect target is not allowed", headers=NO_CACHE)
         if _server_key(collector, request):
-            from stream.collector.app import error_response
-
             return error_response(403, "server_key_on_get", SERVER_KEY_ON_GET, NO_CACHE)
         if "writeKey" in request.query:
             try:

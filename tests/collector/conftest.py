@@ -14,8 +14,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from stream.collector.app import CollectorOptions, create_app
+from stream.collector.app import create_app
 from stream.collector.producer import Record
+from stream.collector.service import CollectorOptions
 from stream.deadletter import Headers
 from stream.errors import KafkaUnavailableError
 from stream.settings import Settings

@@ -15,9 +15,10 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from stream.collector.app import CollectorOptions, create_app
+from stream.collector.app import create_app
 from stream.collector.pixel import GIF
 from stream.collector.producer import EventProducer
+from stream.collector.service import CollectorOptions
 from stream.settings import Settings
 from stream.topics import Topics
 from tests.kafka_helpers import headers_of, read_topic

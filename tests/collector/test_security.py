@@ -16,8 +16,9 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from stream.collector.app import EXCERPT_BYTES, CollectorOptions, create_app
+from stream.collector.app import create_app
 from stream.collector.pixel import GIF
+from stream.collector.service import EXCERPT_BYTES, CollectorOptions
 from stream.metrics import COLLECTOR_REFUSALS_UNRECORDED
 from stream.settings import Settings
 

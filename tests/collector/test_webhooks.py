@@ -18,7 +18,8 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from stream.collector.app import EXCERPT_BYTES, CollectorOptions, create_app
+from stream.collector.app import create_app
+from stream.collector.service import EXCERPT_BYTES, CollectorOptions
 from stream.collector.webhooks import generic
 from stream.settings import Settings
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from stream.collector.segment import Outcome, Rejected
-from stream.collector.webhooks import WebhookContext, check_timestamp, email_event, load_json
+from stream.collector.segment import Outcome, Rejected, parse_json
+from stream.collector.webhooks.common import WebhookContext, check_timestamp, email_event
 from stream.errors import SchemaViolationError, SettingsError, SignatureInvalidError
 
 ID_HEADER = "webhook-id"
@@ -62,7 +62,7 @@ def verify_request(raw: bytes, headers: Mapping[str, str], context: WebhookConte
 
 def parse(raw: bytes, headers: Mapping[str, str], context: WebhookContext) -> list[Outcome]:
     """Map each engagement: {id, network, action, email|user_id|anonymous_id, …}."""
-    body = load_json(raw)
+    body = parse_json(raw)
     items = body if isinstance(body, list) else [body]
     if not items or not all(isinstance(i, dict) for i in items):
         raise SchemaViolationError("want an engagement object or an array of them")

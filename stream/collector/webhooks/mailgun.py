@@ -7,8 +7,8 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from stream.collector.segment import Dropped, Outcome
-from stream.collector.webhooks import WebhookContext, check_timestamp, email_event, load_json
+from stream.collector.segment import Dropped, Outcome, parse_json
+from stream.collector.webhooks.common import WebhookContext, check_timestamp, email_event
 from stream.errors import SchemaViolationError, SignatureInvalidError
 
 EVENT_TYPES = {
@@ -43,14 +43,14 @@ def verify(signature: Any, signing_key: str, context: WebhookContext) -> str:
 
 
 def verify_request(raw: bytes, headers: Mapping[str, str], context: WebhookContext) -> str:
-    body = load_json(raw)
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise SignatureInvalidError("Mailgun payload is not an object with a signature")
     return verify(body.get("signature"), context.secret, context)
 
 
 def parse(raw: bytes, headers: Mapping[str, str], context: WebhookContext) -> list[Outcome]:
-    body = load_json(raw)
+    body = parse_json(raw)
     data = body.get("event-data")
     if not isinstance(data, dict):
         raise SchemaViolationError("Mailgun payload has no event-data object")

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
-from stream.collector.segment import Dropped, Outcome
-from stream.collector.webhooks import WebhookContext, check_timestamp, email_event, load_json
+from stream.collector.segment import Dropped, Outcome, parse_json
+from stream.collector.webhooks.common import WebhookContext, check_timestamp, email_event
 from stream.errors import SchemaViolationError, SettingsError, SignatureInvalidError
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -68,7 +68,7 @@ def verify_request(raw: bytes, headers: Mapping[str, str], context: WebhookConte
 
 
 def parse(raw: bytes, headers: Mapping[str, str], context: WebhookContext) -> list[Outcome]:
-    body = load_json(raw)
+    body = parse_json(raw)
     if not isinstance(body, list):
         raise SchemaViolationError("SendGrid posts a JSON array of events")
     return [_event(context, item) for item in body]
