@@ -7,7 +7,7 @@ never from the input's ids, because identity may merge visitors into users.
 `attribute` answers "which lead did this event go to" for the events a report looks up
 (sales outcomes, first touches). It asks the engine's own records first — the event ids each
 final state remembers having applied, and the trigger ids of transitions — and only for events
-those no longer name (a state keeps its last `retention.seen_event_ids` ids) falls back on
+those no longer name (a state remembers ids for `retention.seen_event_days`) falls back on
 the ids of events already placed: an event with a user id that belongs to a lead goes there;
 anonymous ids and emails follow the lead their other events went to.
 """

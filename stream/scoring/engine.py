@@ -24,6 +24,7 @@ from stream.scoring.state import (
     add_time,
     digest,
     prune,
+    remember_all,
     remember_digest,
     remember_id,
     remember_key,
@@ -154,12 +155,14 @@ def apply(
         return Outcome(state, applied=False)
     out = Outcome(state)
     t_us = event.t_us
+    # the day before any timer fires: a daily tick moves the clock into the event's day too,
+    # and an MQL (ticked daily) would otherwise never see its day change and never be pruned
+    old_day = None if state.clock is None else state.clock // US_PER_DAY
     if state.next_tick is not None or state.sla_due is not None:
         out.transitions.extend(stages.fire_ticks(state, model, t_us, inclusive=False))
-    remember_digest(state, event_digest, model)
-    old_day = None if state.clock is None else state.clock // US_PER_DAY
     if state.clock is None or t_us > state.clock:
         state.clock = t_us
+    remember_digest(state, event_digest, model)
     if state.last_event is None or t_us > state.last_event:
         state.last_event = t_us
     state.model_version = model.ref
@@ -270,7 +273,7 @@ def merge_states(
     out = Outcome(known)
     t_us = identify.t_us
     out.transitions.extend(stages.fire_ticks(known, model, t_us, inclusive=False))
-    remember_id(known, identify.event_id, model)
+    remember_id(known, identify.event_id, model, at_us=t_us)
     old_fit = known.fit
     group = [visitors] if isinstance(visitors, LeadState) else list(visitors)
     for visitor in group:
@@ -330,10 +333,7 @@ def _unite(known: LeadState, visitor: LeadState, model: Model) -> None:
     known.prior = min(model.journey.early_min_prior, known.prior + visitor.prior)
     known.mofu_last = _latest(known.mofu_last, visitor.mofu_last)
     known.recycled_at = _latest(known.recycled_at, visitor.recycled_at)
-    for value in visitor.seen:
-        known.seen.setdefault(value, None)
-    while len(known.seen) > model.seen_ids:
-        del known.seen[next(iter(known.seen))]
+    remember_all(known, visitor.seen, model)
     known.email_invalid = known.email_invalid or visitor.email_invalid
     known.email_suppressed = known.email_suppressed or visitor.email_suppressed
     known.account_id = known.account_id or visitor.account_id

@@ -20,6 +20,7 @@ from stream.scoring.events import EPOCH, STAGES, US_PER_DAY
 DEFAULT_MODEL_FILE = "default-b2b.yaml"
 SCHEMA_FILE = "model.schema.json"
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+SEEN_EVENT_MAX = 20_000  # default bound of remembered event ids per lead (~220 KB of state)
 CALENDAR_DAY_SPAN_US = 2 * US_PER_DAY  # a local calendar day lies within 2 days of any instant
 
 
@@ -155,7 +156,8 @@ class Model:
     top_n: int
     grace_us: int
     keys_per_type: int
-    seen_ids: int
+    seen_us: int  # how long an applied event id is remembered, on the lead's clock
+    seen_max: int  # at most this many remembered ids per lead (state size bound)
     raw: dict[str, Any]
 
     @property
@@ -458,7 +460,8 @@ def _build(raw: dict[str, Any], check: _Checker) -> Model:
         top_n=raw["explain"]["top_contributors"],
         grace_us=grace,
         keys_per_type=retention["dedupe_keys_per_type"],
-        seen_ids=retention["seen_event_ids"],
+        seen_us=_days_us(retention["seen_event_days"]),
+        seen_max=retention.get("seen_event_max", SEEN_EVENT_MAX),
         raw=raw,
     )
 
@@ -475,6 +478,13 @@ def parse_model(text: str, source: str = "<model>") -> Model:
     check = _Checker(source, root)
     if not isinstance(raw, dict):
         raise ModelError(f"{source}: want a mapping at the top level")
+    retention = raw.get("retention")
+    if isinstance(retention, dict) and "seen_event_ids" in retention:
+        raise check.fail(
+            ["retention", "seen_event_ids"],
+            "replaced by seen_event_days: event ids are remembered for days of the lead's clock, "
+            "not by count; write e.g. `seen_event_days: 37` (docs/scoring.md, Bounded state)",
+        )
     errors = sorted(
         _schema_validator().iter_errors(raw), key=lambda e: list(map(str, e.instance_path))
     )

@@ -13,10 +13,11 @@ import orjson
 
 from stream.errors import LeadstreamError
 from stream.scoring.decay import decayed
+from stream.scoring.events import US_PER_DAY
 from stream.scoring.model import Model
 
-CODEC_VERSION = 2  # 2 added the SLA timer; version 1 states still decode (no timer)
-_LAYOUT = {1: 24, 2: 25}  # codec version -> length of the positional list
+CODEC_VERSION = 3  # 2 added the SLA timer, 3 the day of each remembered event id
+_LAYOUT = {1: 24, 2: 25, 3: 25}  # codec version -> length of the positional list
 NEGLIGIBLE = 1e-4  # a per-type sum whose magnitude falls below this is dropped (docs/scoring.md)
 _EMAIL_INVALID, _EMAIL_SUPPRESSED, _ACCEPTED = 1, 2, 4
 
@@ -35,6 +36,33 @@ def _unpack(text: str) -> dict[int, None]:
     if len(raw) % 8:
         raise ValueError("digest list length")
     return dict.fromkeys(int.from_bytes(raw[i : i + 8], "big") for i in range(0, len(raw), 8))
+
+
+def _pack_days(seen: dict[int, int]) -> list[list[int | str]]:
+    """Remembered ids grouped by day, [[day, packed digests], ...] in memory order.
+
+    One day number per group rather than per id keeps the encoding at ~8 bytes an id.
+    """
+    groups: list[list[int | str]] = []
+    run: list[int] = []
+    day = 0
+    for value, at in seen.items():
+        if at != day and run:
+            groups.append([day, _pack(run)])
+            run = []
+        day = at
+        run.append(value)
+    if run:
+        groups.append([day, _pack(run)])
+    return groups
+
+
+def _unpack_days(groups: Any) -> dict[int, int]:
+    seen: dict[int, int] = {}
+    for day, packed in groups:
+        for value in _unpack(packed):
+            seen[value] = int(day)
+    return seen
 
 
 class StateDecodeError(LeadstreamError):
@@ -76,9 +104,9 @@ class LeadState:
     keys: dict[str, dict[int, None]] = field(default_factory=dict)  # digests, oldest first
     prior: int = 0  # scored entries of non-negative groups, capped (early pricing rule a)
     mofu_last: int | None = None  # latest scored mid-funnel touch (mofu guard)
-    seen: dict[int, None] = field(
+    seen: dict[int, int] = field(
         default_factory=dict
-    )  # digests of applied event ids, oldest first
+    )  # digest of an applied event id -> day of the lead's clock it was applied on, oldest first
     watermarks: dict[int, int] = field(default_factory=dict)  # partition -> applied offset
     sla_due: int | None = None  # when the open handoff's SLA passes (one timer at most)
     sla_triggers: list[str] = field(default_factory=list)  # trigger event ids of that handoff
@@ -114,7 +142,7 @@ class LeadState:
                 {k: _pack(v) for k, v in self.keys.items()},
                 self.prior,
                 self.mofu_last,
-                _pack(self.seen),
+                _pack_days(self.seen),
                 [[p, o] for p, o in self.watermarks.items()],
                 None if self.sla_due is None else [self.sla_due, self.sla_triggers],
             ]
@@ -124,13 +152,20 @@ class LeadState:
     def decode(cls, data: bytes) -> LeadState:
         """Inverse of `encode`; raises StateDecodeError on foreign or corrupt bytes.
 
-        Version 1 states (before SLA timers) decode with no SLA timer.
+        Version 1 states (before SLA timers) decode with no SLA timer; version 1 and 2 states
+        (ids without days) remember their ids from the lead's clock on.
         """
         try:
             v = orjson.loads(data)
             if not isinstance(v, list) or not v or _LAYOUT.get(v[0]) != len(v):
                 raise ValueError("unknown layout")
             sla = v[24] if len(v) > 24 else None
+            clock = v[5]
+            if v[0] >= 3:
+                seen = _unpack_days(v[22])
+            else:
+                today = 0 if clock is None else int(clock) // US_PER_DAY
+                seen = dict.fromkeys(_unpack(v[22]), today)
             return cls(
                 lead_id=v[1],
                 model_version=v[2],
@@ -155,7 +190,7 @@ class LeadState:
                 keys={k: _unpack(ks) for k, ks in v[19].items()},
                 prior=v[20],
                 mofu_last=v[21],
-                seen=_unpack(v[22]),
+                seen=seen,
                 watermarks={p: o for p, o in v[23]},
                 sla_due=None if sla is None else int(sla[0]),
                 sla_triggers=[] if sla is None else [str(x) for x in sla[1]],
@@ -174,21 +209,42 @@ def new_state(lead_id: str) -> LeadState:
 
 
 def seen_before(state: LeadState, event_id: str) -> bool:
-    """The event id is among the last N applied (transport dedupe)."""
+    """The event id was applied to this lead within `retention.seen_event_days` (dedupe)."""
     return digest(event_id) in state.seen
 
 
-def remember_id(state: LeadState, event_id: str, model: Model) -> None:
-    """Record an applied event id (transport dedupe), keeping only the last N."""
-    remember_digest(state, digest(event_id), model)
+def remember_id(state: LeadState, event_id: str, model: Model, at_us: int | None = None) -> None:
+    """Record an applied event id (transport dedupe); see `remember_digest`."""
+    remember_digest(state, digest(event_id), model, at_us)
 
 
-def remember_digest(state: LeadState, value: int, model: Model) -> None:
-    """Record the digest of an applied event id, keeping only the last N."""
+def remember_digest(state: LeadState, value: int, model: Model, at_us: int | None = None) -> None:
+    """Record the digest of an applied event id with the day it was applied on.
+
+    The day is that of the lead's clock (or `at_us` when later, or when the lead has no clock
+    yet): an id is forgotten only after the lead's own time has moved `seen_event_days` past it,
+    however long the lead then stays quiet. `seen_event_max` bounds a runaway lead (a bot).
+    """
+    clock = state.clock
+    if at_us is not None and (clock is None or at_us > clock):
+        clock = at_us
     seen = state.seen
-    seen[value] = None
-    while len(seen) > model.seen_ids:
+    seen.pop(value, None)
+    seen[value] = 0 if clock is None else clock // US_PER_DAY
+    while len(seen) > model.seen_max:
         del seen[next(iter(seen))]
+
+
+def remember_all(state: LeadState, other: dict[int, int], model: Model) -> None:
+    """Unite another lead's remembered ids into this one (identity merge): later day wins."""
+    seen = state.seen
+    for value, day in other.items():
+        mine = seen.get(value)
+        if mine is None or day > mine:
+            seen[value] = day
+    if len(seen) > model.seen_max:
+        ordered = sorted(seen.items(), key=lambda item: item[1])
+        state.seen = dict(ordered[len(ordered) - model.seen_max :])
 
 
 def has_key(state: LeadState, type_name: str, key: str) -> bool:
@@ -229,6 +285,7 @@ def prune(state: LeadState, model: Model) -> None:
             del times[:cut]
         if not times:
             del state.times[name]
+    _forget_ids(state, model, clock)
     for name in list(state.acc):
         rule = model.types.get(name)
         value, ref = state.acc[name]
@@ -236,3 +293,11 @@ def prune(state: LeadState, model: Model) -> None:
             continue
         if ref <= clock and abs(decayed(value, clock - int(ref), rule.half_life)) < NEGLIGIBLE:
             del state.acc[name]
+
+
+def _forget_ids(state: LeadState, model: Model, clock: int) -> None:
+    """Drop event ids applied more than `seen_event_days` of the lead's clock ago."""
+    oldest = (clock - model.seen_us) // US_PER_DAY
+    seen = state.seen
+    if seen and min(seen.values()) < oldest:
+        state.seen = {value: day for value, day in seen.items() if day >= oldest}

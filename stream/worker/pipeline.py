@@ -521,7 +521,7 @@ class Pipeline:
             }
             self._collect(record, apply(state, Event.from_dict(conflict), self.model), emit)
         for mark in merge_marks:
-            remember_id(state, mark, self.model)
+            remember_id(state, mark, self.model, at_us=event.t_us)
         if not consumed and not merge_only:
             outcome = apply(state, event, self.model, offset=position)
             self._collect(record, outcome, emit)

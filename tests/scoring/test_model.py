@@ -86,6 +86,12 @@ def write(tmp_path: Path, text: str) -> Path:
             r"stages\.mql\.thresholds\.E",
         ),
         ("  top_contributors: 5", "  top_contributors: 5\n  extra: 1", r"explain"),
+        (
+            "  seen_event_days: 37 ",
+            "  seen_event_ids: 128 ",
+            r"retention\.seen_event_ids, line \d+: replaced by seen_event_days",
+        ),
+        ("  seen_event_max: 20000 ", "  seen_event_max: 10 ", r"retention\.seen_event_max"),
     ],
 )
 def test_errors_name_key_path_and_line(tmp_path: Path, old: str, new: str, message: str) -> None:

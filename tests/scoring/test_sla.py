@@ -8,6 +8,7 @@ the tests switch on with `ESCALATION`.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from stream.scoring.events import US_PER_DAY, parse_time, t_to_us, us_to_t
 from stream.scoring.explain import Transition
 from stream.scoring.model import sla_us
 from stream.scoring.replay import replay_lines
+from stream.scoring.state import CODEC_VERSION
 
 from .helpers import Run, at, ev, fold, identify, model_with, t_of
 from .test_properties import COMMON, event_lists, run
@@ -296,15 +298,17 @@ def test_merge_keeps_the_hand_raises_own_timer(sla_model: Model) -> None:
 def test_codec_keeps_the_timer_and_reads_version_1(sla_model: Model) -> None:
     run = hand_raiser(sla_model)
     data = run.state.encode()
-    assert orjson.loads(data)[0] == 2
+    assert orjson.loads(data)[0] == CODEC_VERSION
     again = LeadState.decode(data)
     assert again == run.state
     assert (again.sla_due, again.sla_triggers) == (t_to_us(t_of(0, 11)), ["ask"])
     # a state written before SLA timers (codec 1: 24 fields) decodes with no timer
     old = orjson.loads(data)[:24]
     old[0] = 1
+    old[22] = base64.b64encode(b"".join(d.to_bytes(8, "big") for d in run.state.seen)).decode()
     legacy = LeadState.decode(orjson.dumps(old))
     assert legacy.sla_due is None and legacy.sla_triggers == []
+    assert legacy.seen.keys() == run.state.seen.keys()  # ids without days: kept from now on
     assert (legacy.stage, legacy.seq, legacy.route) == ("sales_ready", 2, run.state.route)
 
 
