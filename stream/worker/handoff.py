@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,17 +9,15 @@ import orjson
 
 from stream.scoring import Transition
 from stream.scoring.stages import SLA_BREACHED
+from stream.worker.cloudevent import binary_headers, event_id
 
 CE_TYPE = "leadstream.lead.stage_changed.v1"
 SLA_BREACHED_CE_TYPE = "leadstream.lead.sla_breached.v1"
-CE_SOURCE = "leadstream/worker"
-# ce_id = uuid5(namespace, "<lead_id>:<seq>"): every replay or retry of a transition carries the
-# same id, which is what lets receivers drop duplicates.
-CE_NAMESPACE = uuid.UUID("6f1b7a52-3c1e-4b7e-9a43-5d1f0c2a8e11")
 
 
 def ce_id(lead_id: str, seq: int) -> str:
-    return str(uuid.uuid5(CE_NAMESPACE, f"{lead_id}:{seq}"))
+    """The handoff's id: a lead's transition number `seq` is one fact, whoever replays it."""
+    return event_id(f"{lead_id}:{seq}")
 
 
 def ce_type(tr: Transition) -> str:
@@ -57,21 +54,18 @@ def handoff_record(
     tr: Transition, received_at: str | None = None
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """(key, value, headers): subscribers can filter on headers without parsing the body."""
-    headers = {
-        "ce_specversion": "1.0",
-        "ce_id": ce_id(tr.lead_id, tr.seq),
-        "ce_source": CE_SOURCE,
-        "ce_type": ce_type(tr),
-        "ce_subject": f"lead/{tr.lead_id}",
-        "ce_time": rfc3339(tr.at),
-        "content-type": "application/json",
-        "ce_tostage": tr.to_stage,
-        "ce_fromstage": tr.from_stage,
-        "ce_priority": tr.priority or "",
-        "ce_route": tr.route or "",
-        "ce_modelversion": tr.model_version,
-    }
-    if received_at:
-        headers["ce_receivedat"] = received_at
-    header_list = [(k, v.encode()) for k, v in headers.items() if v != ""]
-    return tr.lead_id.encode(), orjson.dumps(handoff_data(tr)), header_list
+    headers = binary_headers(
+        ce_id=ce_id(tr.lead_id, tr.seq),
+        ce_type=ce_type(tr),
+        subject=f"lead/{tr.lead_id}",
+        time=rfc3339(tr.at),
+        extensions={
+            "tostage": tr.to_stage,
+            "fromstage": tr.from_stage,
+            "priority": tr.priority or "",
+            "route": tr.route or "",
+            "modelversion": tr.model_version,
+            "receivedat": received_at or "",
+        },
+    )
+    return tr.lead_id.encode(), orjson.dumps(handoff_data(tr)), headers

@@ -8,7 +8,6 @@ logic is testable alone.
 from __future__ import annotations
 
 import logging
-import uuid
 import zlib
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from stream.deadletter import Headers, deadletter_headers
 from stream.scoring import Model, Transition
 from stream.scoring.account import AccountState, AccountUpdate, ContactUpdate, update_account
 from stream.scoring.events import format_us
-from stream.worker.handoff import CE_NAMESPACE
+from stream.worker.cloudevent import binary_headers, event_id
 
 log = logging.getLogger("leadstream.worker")
 
@@ -160,15 +159,10 @@ def account_event(update: AccountUpdate, contact: ContactUpdate) -> tuple[bytes,
         "trigger_lead_id": contact.lead_id,
         "at": format_us(contact.at_us),
     }
-    ce = {
-        "ce_specversion": "1.0",
-        "ce_id": str(
-            uuid.uuid5(CE_NAMESPACE, f"account:{account_id}:{contact.at_us}:{update.mqa}")
-        ),
-        "ce_source": "leadstream/worker",
-        "ce_type": "leadstream.account.mqa_changed.v1",
-        "ce_subject": f"account/{account_id}",
-        "ce_time": format_us(contact.at_us),
-        "content-type": "application/json",
-    }
-    return account_id.encode(), orjson.dumps(data), [(k, v.encode()) for k, v in ce.items()]
+    headers = binary_headers(
+        ce_id=event_id(f"account:{account_id}:{contact.at_us}:{update.mqa}"),
+        ce_type="leadstream.account.mqa_changed.v1",
+        subject=f"account/{account_id}",
+        time=format_us(contact.at_us),
+    )
+    return account_id.encode(), orjson.dumps(data), headers
