@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -26,7 +27,24 @@ def _settings(**flags: Any) -> Settings:
 
 
 class _Group(click.Group):
-    """Turns LeadstreamError into a one-line message and exit code 1, not a traceback."""
+    """Turns LeadstreamError into a one-line message and exit code 1, not a traceback.
+
+    Commands in `LAZY` are imported only when named (or listed by --help): the bench pulls in
+    the dev environment, report builders and plots, which no process start should pay for.
+    """
+
+    LAZY: ClassVar[dict[str, tuple[str, str]]] = {"bench": ("stream.bench.cli", "bench")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.LAZY:
+            module, name = self.LAZY[cmd_name]
+            command = getattr(importlib.import_module(module), name)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -420,12 +438,3 @@ def deadletters_redrive(
         redrive(_settings(), reason=reason, stage=stage, dry_run=dry_run, handoff=handoff)
     )
     click.echo(", ".join(f"{k} {v}" for k, v in counts.items()))
-
-
-def _register_bench() -> None:
-    from stream.bench.cli import bench
-
-    main.add_command(bench)
-
-
-_register_bench()

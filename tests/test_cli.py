@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +144,21 @@ def test_simulate_exits_non_zero_when_messages_failed(refusing: StubCollector) -
     assert f"0 message(s) accepted, {refusing.received} failed" in result.stdout
     assert "failed: HTTP 400" in result.stdout
     assert "were not accepted: check that the collector runs" in result.stderr
+
+
+def test_the_bench_is_imported_only_when_run() -> None:
+    """A process start (`leadstream collector`, `settings`, …) does not pay for the bench."""
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from stream.cli import main\n"
+        "assert CliRunner().invoke(main, ['settings']).exit_code == 0\n"
+        "print(sorted(m for m in sys.modules if m.startswith('stream.bench')))\n"
+        "assert CliRunner().invoke(main, ['bench', '--help']).exit_code == 0\n"
+        "print('stream.bench.cli' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split("\n")
+    assert out[:2] == ["[]", "True"]
+    assert "bench" in CliRunner().invoke(main, ["--help"]).output
