@@ -12,11 +12,15 @@ import orjson
 from stream.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FIELDS = "fields"
+"""`extra={FIELDS: {...}}` on a log call: keys the JSON format writes as keys of their own
+(the collector's access log); the text format shows only the message."""
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (RFC 3339, UTC), level, logger, message, process; the
-    traceback as `exc` when there is one."""
+    traceback as `exc` when there is one; a record's FIELDS as keys of their own (never
+    replacing those above)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -28,6 +32,10 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
+        fields = getattr(record, FIELDS, None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                line.setdefault(str(key), value)
         return orjson.dumps(line, default=str).decode()
 
 

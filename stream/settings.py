@@ -214,6 +214,13 @@ class Settings:
         "every collector process), seconds.",
         default=24 * 3600.0,
     )
+    collector_access_log: bool = _doc(
+        "One log line per collector request on the `leadstream.access` logger, both listeners "
+        "(method, route pattern, status, bytes, duration, client address, user agent, "
+        "X-Request-Id); never a query string, header value or body. Health probes and "
+        "/metrics scrapes that succeed are logged at debug. false = no access log.",
+        default=True,
+    )
 
     metrics_host: str = _doc(
         "Listen address of the worker's and notifier's /metrics (0.0.0.0 in containers).",

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from stream import health
 from stream.collector import pixel, webhooks
+from stream.collector.access import hide_request_lines, route_of, runner_options
 from stream.collector.drain import InFlight
 from stream.collector.limits import decode_body, read_body
 from stream.collector.mapping import EventMapping, load_mapping
@@ -136,6 +137,7 @@ SHUTDOWN_SECONDS = 10.0  # requests in flight at SIGTERM get this long to finish
 async def run(settings: Settings) -> None:
     """Serve both listeners until SIGTERM or SIGINT, then drain requests and flush Kafka."""
     check_collector(settings)  # before anything listens: no placeholder credentials
+    hide_request_lines()  # aiohttp would log a malformed request line with its query string
     if (settings.collector_host, settings.collector_port) == (
         settings.collector_internal_host,
         settings.collector_internal_port,
@@ -155,15 +157,21 @@ async def run(settings: Settings) -> None:
     app = create_app(settings, producer, options=options, deadline=deadline, in_flight=in_flight)
     # auto_decompress off: the collector inflates gzip itself, with a cap (gzip bombs).
     # keepalive_timeout: an idle connection is closed by the header deadline anyway.
+    # The access log (stream/collector/access.py) is ours or none: never aiohttp's own, which
+    # would print each request line with its query string (write keys, emails).
     runner = web.AppRunner(
         app,
         auto_decompress=False,
         handle_signals=False,
-        access_log=None,
         shutdown_timeout=SHUTDOWN_SECONDS,
         keepalive_timeout=settings.header_timeout_seconds,
+        **runner_options(settings),
     )
-    internal = web.AppRunner(create_internal_app(settings), handle_signals=False, access_log=None)
+    internal = web.AppRunner(
+        create_internal_app(settings),
+        handle_signals=False,
+        **runner_options(settings, internal=True),
+    )
     await runner.setup()
     await internal.setup()
     stop = asyncio.Event()
@@ -232,7 +240,7 @@ def _segment_handler(
             body_bytes = await read_body(
                 request, settings.max_request_bytes, collector.options.body_timeout_seconds
             )
-            HTTP_REQUEST_SIZE.labels(route=_route(request)).observe(len(body_bytes))
+            HTTP_REQUEST_SIZE.labels(route=route_of(request)).observe(len(body_bytes))
             raw = decode_body(
                 body_bytes, request.headers.get("Content-Encoding", ""), settings.max_request_bytes
             )
@@ -318,18 +326,12 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _route(request: web.Request) -> str:
-    """The route pattern (never the raw path, which could carry anything) as a metric label."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "unmatched"
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
 async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    route = _route(request)
+    route = route_of(request)
     started = time.perf_counter()
     status = 500
     try:
