@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from stream.times import US_PER_SECOND, format_us
 from stream.topics import CHANNEL_TOPIC
 
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -106,7 +107,7 @@ def lead_ids(lead: int) -> tuple[str | None, str | None]:
 
 @functools.lru_cache(maxsize=4096)
 def _second(epoch_s: int) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return format_us(epoch_s * US_PER_SECOND, "s")[:-1]  # without the Z
 
 
 def rfc3339_ms(epoch_ms: int) -> str:

@@ -18,7 +18,8 @@ from typing import Any
 
 from stream.reports.history import History
 from stream.reports.runs import Run, first_touches, is_stage_change
-from stream.scoring.events import EPOCH
+from stream.scoring.events import EPOCH, t_to_us
+from stream.times import format_us
 
 SIDES = ("baseline", "candidate")
 HANDOFF_STAGES = frozenset({"mql", "sales_ready"})
@@ -140,7 +141,7 @@ def _evidence(tr: Mapping[str, Any], history: History) -> dict[str, Any]:
 
 
 def _iso(t: float) -> str:
-    return (EPOCH + timedelta(days=t)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_us(t_to_us(t), "s")
 
 
 def _path(items: Sequence[dict[str, Any]]) -> list[str]:

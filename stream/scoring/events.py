@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stream.errors import LeadstreamError
+from stream.times import EPOCH as EPOCH
+from stream.times import US_PER_DAY as US_PER_DAY
+from stream.times import US_PER_SECOND as US_PER_SECOND
+from stream.times import format_us as format_us
+from stream.times import parse_rfc3339, to_us
 
 # Engine time is integer microseconds since the epoch ("us"): window edges ("exactly W days
 # earlier is outside") are then exact integer comparisons. `t` (float days) is derived from it.
-US_PER_DAY = 86_400_000_000
-US_PER_SECOND = 1_000_000
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 IDENTIFY = "identify"
 PROFILE_UPDATE = "profile.update"
@@ -66,28 +67,10 @@ def parse_time(value: object, name: str = "occurred_at") -> int:
     """RFC 3339 timestamp (offset required) -> integer microseconds since the epoch."""
     if not isinstance(value, str) or not value:
         raise EventError(f"{name}={value!r}: want an RFC 3339 timestamp string")
-    text = value.strip()
-    if text[-1:] in ("z", "Z"):
-        text = text[:-1] + "+00:00"
-    if text[10:11] in ("t", " "):
-        text = text[:10] + "T" + text[11:]
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise EventError(
-            f"{name}={value!r}: want an RFC 3339 timestamp like 2026-01-05T10:00:00Z"
-        ) from None
-    if parsed.tzinfo is None:
-        raise EventError(f"{name}={value!r}: add a UTC offset (Z or +01:00)")
-    return (parsed - EPOCH) // timedelta(microseconds=1)
-
-
-def format_us(us: int) -> str:
-    """Integer microseconds -> RFC 3339 UTC string ("2026-01-05T10:00:00Z")."""
-    dt = EPOCH + timedelta(microseconds=us)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return to_us(parse_rfc3339(value))
+    except ValueError as exc:
+        raise EventError(f"{name}: {exc}") from None
 
 
 def us_to_t(us: int) -> float:

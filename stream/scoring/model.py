@@ -16,6 +16,7 @@ import yaml
 
 from stream.errors import LeadstreamError
 from stream.scoring.events import EPOCH, STAGES, US_PER_DAY
+from stream.times import parse_duration
 
 DEFAULT_MODEL_FILE = "default-b2b.yaml"
 SCHEMA_FILE = "model.schema.json"
@@ -262,11 +263,12 @@ def sla_us(text: str) -> int | None:
     """An SLA (ISO 8601 duration of days, hours, minutes: P1D, PT4H, P1DT12H, PT90M) as
     microseconds; a day is 24 hours exactly. None when the text is not such a duration or is
     zero long."""
-    match = _SLA.fullmatch(text)
-    if match is None:
+    if _SLA.fullmatch(text) is None:
         return None
-    days, hours, minutes = (int(g or 0) for g in match.groups())
-    total = ((days * 24 + hours) * 60 + minutes) * US_PER_MINUTE
+    try:
+        total = parse_duration(text) // timedelta(microseconds=1)
+    except ValueError:  # "P" or "PT": the pattern's parts are all optional
+        return None
     return total or None
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
+from stream.times import format_rfc3339
+
 LIBRARY = {"name": "leadstream-simulate", "version": "0.1.0"}
 SITE = "https://www.leadstream.example"
 USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) leadstream-simulate"
@@ -50,7 +52,7 @@ class Journey:
 
 
 def iso(at: datetime) -> str:
-    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_rfc3339(at, "ms")
 
 
 class Trail:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from stream.scoring import Transition
+from stream.scoring.events import t_to_us
 from stream.scoring.stages import SLA_BREACHED
+from stream.times import format_us
 from stream.worker.cloudevent import binary_headers, event_id
 
 CE_TYPE = "leadstream.lead.stage_changed.v1"
@@ -26,8 +27,8 @@ def ce_type(tr: Transition) -> str:
 
 
 def rfc3339(t_days: float) -> str:
-    dt = datetime.fromtimestamp(t_days * 86400.0, tz=UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Model time as handoffs publish it: RFC 3339 UTC with milliseconds."""
+    return format_us(t_to_us(t_days), "ms")
 
 
 def handoff_data(tr: Transition) -> dict[str, Any]:
