@@ -204,7 +204,8 @@ class Bench:
                             procs.children["worker"].pid,
                             total,
                             alive=procs.check_alive,
-                            timeout=self.plan.timeout * 3,
+                            # a million-lead state is 2M events: at least 400 events/s
+                            timeout=max(self.plan.timeout * 3, total / 400.0),
                             progress=bar,
                         )
                 await asyncio.sleep(2.0)
