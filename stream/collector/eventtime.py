@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from stream.errors import SchemaViolationError
+from stream.times import format_rfc3339, parse_rfc3339
 
 MAX_FUTURE = timedelta(days=1)
 # Epoch numbers below this are seconds, above it milliseconds (year 2286 in seconds).
 _MS_THRESHOLD = 10_000_000_000
-_FRACTION = re.compile(r"(\.\d+)")
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def format_time(value: datetime) -> str:
     """RFC 3339 UTC with millisecond precision and 'Z': the canonical event time format."""
-    value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return format_rfc3339(value, "ms")
 
 
 def parse_time(value: Any, field: str) -> datetime:
@@ -37,19 +35,12 @@ def parse_time(value: Any, field: str) -> datetime:
             raise SchemaViolationError(f"{field}: epoch {value!r} is out of range") from None
     if not isinstance(value, str) or not value or len(value) > 64:
         raise SchemaViolationError(f"{field}: want an ISO 8601 time, got {_short(value)}")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    # fromisoformat accepts at most 6 fraction digits; JavaScript and Go may send more or fewer.
-    text = _FRACTION.sub(lambda m: m.group(1)[:7].ljust(7, "0"), text, count=1)
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = parse_rfc3339(value, assume_utc=True)
     except ValueError:
         raise SchemaViolationError(
             f"{field}: {_short(value)} is not an ISO 8601 time (want e.g. 2024-05-01T12:00:00Z)"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     try:
         return parsed.astimezone(UTC)
     except OverflowError:
