@@ -40,6 +40,7 @@ from stream.topics import Topics, ensure_topics, partition_for
 from stream.worker import faustfix
 from stream.worker.diagnostics import install_task_dump
 from stream.worker.gapguard import GapGuard, Verdict
+from stream.worker.leadcount import leads_held
 from stream.worker.offsets import seed_group_offsets, starting_offsets
 from stream.worker.order import CoPartitionMerge
 from stream.worker.pipeline import Pipeline, Tables, observe_since
@@ -593,6 +594,12 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
             role="worker",
             prefix=settings.topic_prefix,
         )
+
+    @app.timer(10.0)  # type: ignore[untyped-decorator]
+    async def count_leads() -> None:
+        """leadstream_worker_leads: the state table's size, outside a rebalance."""
+        if not app.rebalancing:
+            metrics.LEADS_IN_STATE.set(leads_held(states))
 
     async def on_rebalance(sender: Any, **kwargs: Any) -> None:
         """Faust seeks every partition back to its committed offset after a rebalance, so
