@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-if ! command -v promtool >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing Debian's prometheus package for promtool …"
+if ! { command -v promtool && command -v prometheus; } >/dev/null && [ "$(id -u)" = 0 ] \
+  && command -v apt-get >/dev/null; then
+  echo "installing Debian's prometheus package (promtool, and the server tests/integration/test_prometheus.py runs) …"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi

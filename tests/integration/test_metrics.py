@@ -1,23 +1,19 @@
 """/metrics of the three real processes after real traffic: valid, private, and what deploy/ uses.
 
-Collector, worker and notifier run as subprocesses (as in tests/e2e); one Segment batch makes a
-lead hand-raise (so a handoff is delivered to a signed webhook), a bad event in it makes a dead
-letter, and a Mailgun bot open is dropped. Ids and emails carry the marker `zzqx`, which must
-then appear nowhere in any /metrics output.
+The three processes run as subprocesses (tests/integration/conftest.py); one Segment batch
+makes a lead hand-raise (so a handoff is delivered to a signed webhook), a bad event in it makes
+a dead letter, and a Mailgun bot open is dropped. Ids and emails carry the marker `zzqx`, which
+must then appear nowhere in any /metrics output.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import re
 import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +22,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from stream.demo import Processes, wait_http
-from stream.dev.process import free_port
-from stream.receiver import WebhookReceiver
 from stream.settings import Settings
 from tests.e2e.conftest import eventually
+from tests.integration.conftest import Pipeline, mailgun_bot_open
 
 pytestmark = pytest.mark.integration
 
@@ -39,34 +33,7 @@ MARKER = "zzqx"  # in every id and email below; never in /metrics
 USER_ID = "user-ZZQX-4711"
 ANONYMOUS_ID = "anon-ZZQX-4711"
 EMAIL = "zzqx4711@corp.example"
-MAILGUN_KEY = "key-mailgun-metrics-test"
-PROCESSES = ("collector", "worker", "notifier")
 METRIC = re.compile(r"\bleadstream_[a-z_]+")
-Pipeline = tuple[Processes, WebhookReceiver, Settings]
-
-
-@pytest.fixture
-async def pipeline(settings: Settings, tmp_path: Path) -> AsyncIterator[Pipeline]:
-    """The e2e pipeline (tests/e2e/conftest.py), with the Mailgun webhook switched on."""
-    hook = WebhookReceiver(settings.webhook_secret.split()[0])
-    port = free_port()
-    await hook.start(port)
-    settings = settings.replace(
-        webhook_url=f"http://127.0.0.1:{port}/hooks/sales", mailgun_signing_key=MAILGUN_KEY
-    )
-    procs = Processes(settings, tmp_path / "logs")
-    try:
-        for name in PROCESSES:
-            procs.start(name)
-        host = settings.collector_host
-        # Ready means able to work: the worker has its partitions and recovered tables.
-        await wait_http(f"http://{host}:{settings.collector_port}/readyz", procs)
-        await wait_http(f"http://{host}:{settings.worker_port}/readyz", procs, timeout=90)
-        await wait_http(f"http://{host}:{settings.notifier_port}/readyz", procs)
-        yield procs, hook, settings
-    finally:
-        procs.stop()
-        await hook.stop()
 
 
 def segment_batch() -> dict[str, Any]:
@@ -131,32 +98,15 @@ def segment_batch() -> dict[str, Any]:
     return {"batch": messages, "sentAt": "2026-05-04T09:02:00.000Z"}
 
 
-def mailgun_bot_open() -> dict[str, Any]:
-    """A signed Mailgun `opened` event by a bot: dropped as machine_open."""
-    timestamp, token = str(int(time.time())), uuid.uuid4().hex
-    signature = hmac.new(
-        MAILGUN_KEY.encode(), f"{timestamp}{token}".encode(), hashlib.sha256
-    ).hexdigest()
-    return {
-        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
-        "event-data": {
-            "event": "opened",
-            "id": f"mg-{USER_ID}",
-            "timestamp": time.time(),
-            "recipient": EMAIL,
-            "client-info": {"bot": True, "user-agent": "Mozilla/5.0"},
-            "message": {"headers": {"message-id": f"{USER_ID}@mail.example"}},
-        },
-    }
-
-
 async def send_traffic(http: aiohttp.ClientSession, settings: Settings) -> None:
     base = f"http://{settings.collector_host}:{settings.collector_port}"
     key = next(k for k, (_, kind) in settings.parsed_write_keys().items() if kind == "browser")
     auth = {"Authorization": aiohttp.encode_basic_auth(key)}
     async with http.post(f"{base}/v1/batch", json=segment_batch(), headers=auth) as resp:
         assert resp.status == 200, await resp.text()
-    async with http.post(f"{base}/v1/webhooks/mailgun", json=mailgun_bot_open()) as resp:
+    async with http.post(
+        f"{base}/v1/webhooks/mailgun", json=mailgun_bot_open(USER_ID, EMAIL)
+    ) as resp:
         assert resp.status == 200, await resp.text()
 
 
