@@ -235,9 +235,9 @@ async def test_clean_install_runs_the_three_processes(
 ) -> None:
     """Collector, worker and notifier from the clean venv against the test broker and Redis.
 
-    Endpoints: the collector's /readyz (Kafka producer connected); the worker's /metrics on
-    its Faust web port and the notifier's /healthz, until the health contract (issue 13, #5)
-    gives every process /healthz and /readyz.
+    Ready means able to work (`stream/health.py`): /readyz of each process answers 200 — the
+    collector's producer is connected, the worker has its partitions and recovered tables, the
+    notifier's consumer has joined.
     """
     env = {**clean_env(), **settings_env(settings)}
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -247,8 +247,8 @@ async def test_clean_install_runs_the_three_processes(
         host = settings.collector_host
         await asyncio.gather(
             answers(f"http://{host}:{settings.collector_port}/readyz", procs, tmp_path),
-            answers(f"http://{host}:{settings.worker_port}/metrics", procs, tmp_path),
-            answers(f"http://{host}:{settings.notifier_port}/healthz", procs, tmp_path),
+            answers(f"http://{host}:{settings.worker_port}/readyz", procs, tmp_path),
+            answers(f"http://{host}:{settings.notifier_port}/readyz", procs, tmp_path),
         )
     finally:
         for proc in procs.values():

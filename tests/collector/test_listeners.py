@@ -137,6 +137,43 @@ async def test_many_slow_connections_are_all_closed(serving: Settings) -> None:
     assert (await get(f"http://127.0.0.1:{serving.collector_port}/healthz"))[0] == 200
 
 
+async def test_a_hundred_bodies_at_two_bytes_a_second_are_all_cut_off(serving: Settings) -> None:
+    """The finding itself: 100 connections trickling a body were held open without a limit."""
+    key = next(iter(serving.parsed_write_keys()))
+    head = (
+        f"POST /v1/t HTTP/1.1\r\nHost: x\r\nAuthorization: {aiohttp.encode_basic_auth(key)}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    ).encode()
+
+    async def trickle() -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", serving.collector_port)
+        writer.write(head)
+        answer = b""
+        try:
+            for _ in range(20):  # 2 bytes a second for up to 10 s
+                writer.write(b"{ ")
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    answer += await asyncio.wait_for(reader.read(4096), timeout=0.5)
+                if answer or reader.at_eof():
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+        return answer
+
+    started = time.monotonic()
+    slow = [asyncio.create_task(trickle()) for _ in range(100)]
+    await asyncio.sleep(0.3)
+    # meanwhile an honest client is served
+    assert (await get(f"http://127.0.0.1:{serving.collector_port}/healthz"))[0] == 200
+    answers = await asyncio.gather(*slow)
+    assert all(a.startswith(b"HTTP/1.1 408") or a == b"" for a in answers), answers[:3]
+    assert sum(a.startswith(b"HTTP/1.1 408") for a in answers) >= 90
+    assert time.monotonic() - started < 8  # cut off at the 1 s body timeout, not held for 10 s
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -148,6 +185,9 @@ async def test_many_slow_connections_are_all_closed(serving: Settings) -> None:
         ({"mailgun_signing_key": "key-123"}, "MAILGUN_SIGNING_KEY"),
         ({"lead_api_tokens": "tok:read"}, "LEAD_API_TOKENS"),
         ({"collector_internal_port": 0}, "need a listener of their own"),
+        ({"identity_secret": ""}, "LEADSTREAM_IDENTITY_SECRET"),
+        ({"identity_secret": "leadstream-dev-identity-secret"}, "IDENTITY_SECRET holds a"),
+        ({"identity_secret": "short"}, "IDENTITY_SECRET"),
     ],
 )
 async def test_placeholder_or_short_secrets_stop_the_collector(
