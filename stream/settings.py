@@ -140,10 +140,12 @@ class Settings:
         default="",
     )
     delivery_attempts: int = _doc(
-        "Delivery attempts before a handoff goes to the dead-letter topic.", default=6
+        "Quick delivery attempts in the notifier process (the first included) before a handoff "
+        "is parked on the delivery schedule (or dead-lettered when the schedule is empty).",
+        default=3,
     )
     delivery_backoff_seconds: float = _doc(
-        "First retry delay; doubles per attempt, with jitter.", default=0.5
+        "Bound of the first quick retry's delay; doubles per retry, full jitter.", default=0.5
     )
     delivery_timeout_seconds: float = _doc("Timeout of one delivery attempt.", default=5.0)
     allow_private_urls: bool = _doc(
@@ -174,7 +176,45 @@ class Settings:
         "Unsettled handoffs held before the notifier pauses fetching.", default=10_000
     )
     max_backoff_seconds: float = _doc(
-        "Cap on the exponential retry backoff, seconds.", default=300.0
+        "Longest pause between quick retries, seconds: caps the exponential backoff, and a "
+        "Retry-After longer than it parks the handoff on the schedule instead of holding a "
+        "lane slot.",
+        default=30.0,
+    )
+    # -- notifier: delivery schedule and the knobs of NotifierConfig (issues 12 and 13) --
+    delivery_schedule: str = _doc(
+        "Delays of the persisted delivery retries after the quick attempts failed, comma "
+        "separated, each a number with s, m, h or d (e.g. 5s,5m,30m,2h,5h,10h: six more "
+        "attempts over ~17.6 h); a handoff is dead-lettered only when they are spent. "
+        "Empty = no schedule: dead letter right after the quick attempts.",
+        default="5s,5m,30m,2h,5h,10h",
+    )
+    delivery_schedule_poll_seconds: float = _doc(
+        "How often each notifier looks for scheduled deliveries that are due, seconds.",
+        default=1.0,
+    )
+    delivery_max_retry_after_seconds: float = _doc(
+        "Longest receiver Retry-After honoured, seconds; a longer one is cut to this.",
+        default=900.0,
+    )
+    notifier_claim_ttl_seconds: float = _doc(
+        "Life of a notifier's in-flight claim on a delivery (renewed while it works, at least "
+        "the delivery timeout + 5 s): how soon another notifier takes over from a dead one.",
+        default=60.0,
+    )
+    notifier_delivered_ttl_seconds: int = _doc(
+        "How long a delivered ce_id is remembered per sink (a redelivery within it is a no-op).",
+        default=30 * 24 * 3600,
+    )
+    notifier_delivery_log_size: int = _doc(
+        "Delivery-log entries kept per lead (lead API, CLI).", default=100
+    )
+    notifier_commit_interval_seconds: float = _doc(
+        "How often the notifier commits the offsets of settled handoffs, seconds.", default=1.0
+    )
+    notifier_lag_interval_seconds: float = _doc(
+        "How often the notifier exports its consumer group's lag as a metric, seconds.",
+        default=15.0,
     )
     # -- security and delivery (issue 12): surfaces, credentials, timeouts, schedules --
     collector_internal_host: str = _doc(
@@ -288,6 +328,8 @@ class Settings:
             raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: want 1 or more")
         self.parsed_write_keys()
         self.parsed_lead_api_tokens()
+        self.parsed_delivery_schedule()
+        self._check_notifier()
         for name in ("webhook_tolerance_seconds", "header_timeout_seconds", "body_timeout_seconds"):
             if not getattr(self, name) > 0:
                 raise SettingsError(
@@ -324,6 +366,34 @@ class Settings:
             tokens[token] = scope
         return tokens
 
+    def parsed_delivery_schedule(self) -> tuple[float, ...]:
+        """The delivery schedule's delays in seconds (LEADSTREAM_DELIVERY_SCHEDULE)."""
+        return parse_delays(f"{ENV_PREFIX}DELIVERY_SCHEDULE", self.delivery_schedule)
+
+    def _check_notifier(self) -> None:
+        for name in (
+            "delivery_attempts",
+            "delivery_timeout_seconds",
+            "delivery_schedule_poll_seconds",
+            "notifier_claim_ttl_seconds",
+            "notifier_delivered_ttl_seconds",
+            "notifier_delivery_log_size",
+            "notifier_commit_interval_seconds",
+            "notifier_lag_interval_seconds",
+            "fast_lane_concurrency",
+            "routine_lane_concurrency",
+            "max_pending",
+        ):
+            if not getattr(self, name) > 0:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: want more than 0"
+                )
+        for name in ("delivery_backoff_seconds", "max_backoff_seconds"):
+            if getattr(self, name) < 0:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: want 0 or more"
+                )
+
     @property
     def kafka_port(self) -> int:
         return int(self.kafka_bootstrap.split(",")[0].rpartition(":")[2])
@@ -336,6 +406,30 @@ class Settings:
     @property
     def dev_path(self) -> Path:
         return Path(self.dev_dir).resolve()
+
+
+_DELAY_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_delays(name: str, raw: str) -> tuple[float, ...]:
+    """`5s,5m,30m,2h` to seconds; empty is no delays. A bad item names the variable and the
+    accepted form (a process must not start with a schedule it cannot keep)."""
+    delays = []
+    for item in (p.strip() for p in raw.split(",")):
+        if not item and not raw.strip():
+            continue
+        number, unit = item[:-1].strip(), item[-1:].lower()
+        try:
+            seconds = float(number) * _DELAY_UNITS[unit]
+        except (KeyError, ValueError):
+            seconds = -1.0
+        if not 0 < seconds < float("inf"):
+            raise SettingsError(
+                f"{name}={raw!r}: {item!r} is not a delay; want comma-separated delays such "
+                "as 5s,5m,30m,2h,5h,10h (a number above 0 with s, m, h or d), or empty"
+            )
+        delays.append(seconds)
+    return tuple(delays)
 
 
 def describe() -> list[tuple[str, str, str]]:
