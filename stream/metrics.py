@@ -132,8 +132,8 @@ EVENT_TO_DELIVERY = Histogram(
     "leadstream_notifier_event_to_delivery_seconds",
     "From collector receipt of the triggering event to a successful delivery, by lane.",
     ["lane"],
-    # Retries back off for minutes: the tail needs buckets beyond the pipeline's 30 s.
-    buckets=(*LATENCY_BUCKETS, 60, 300, 900, 3600),
+    # The delivery schedule retries for hours: the tail needs buckets beyond the pipeline's 30 s.
+    buckets=(*LATENCY_BUCKETS, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600),
 )
 
 # Collector security (issue 12)
@@ -152,4 +152,19 @@ COLLECTOR_DEDUPE_UNAVAILABLE = Counter(
     "leadstream_collector_dedupe_unavailable_total",
     "Transport-dedupe lookups or writes that failed because Redis did not answer "
     "(the event was produced; the worker's event-id dedupe still holds).",
+)
+
+# Notifier delivery schedule (issue 12): parked deliveries live in Redis, shared by every
+# notifier, so each replica exports the same values; alert on max(), not sum().
+PARKED_DELIVERIES = Gauge(
+    "leadstream_notifier_parked_deliveries",
+    "Deliveries parked on the persisted delivery schedule (Redis) waiting for a later "
+    "attempt, by sink.",
+    ["sink"],
+)
+PARKED_OVERDUE = Gauge(
+    "leadstream_notifier_parked_overdue_seconds",
+    "How long the most overdue parked delivery has waited past its due time, by sink "
+    "(0 = none overdue); growing means no notifier is working through the schedule.",
+    ["sink"],
 )

@@ -5,9 +5,11 @@ no priority). Each lane has its own workers, so a stalled or failing sink that k
 workers busy with timeouts and retries leaves the fast lane's workers free.
 
 A record is *settled* when every sink its routes name has delivered it, found it already
-delivered (idempotency), or dead-lettered it. Per partition the committed offset is the lowest
-offset not yet settled (or one past the highest seen): a crash redelivers whatever was still
-open, and idempotency turns the redelivery of what had in fact gone out into a no-op.
+delivered (idempotency), parked it on the persisted delivery schedule (`dispatch.py`, so a
+receiver outage never holds the commit), or dead-lettered it. Per partition the committed
+offset is the lowest offset not yet settled (or one past the highest seen): a crash redelivers
+whatever was still open, and idempotency turns the redelivery of what had in fact gone out
+into a no-op.
 """
 
 from __future__ import annotations
@@ -15,41 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
-from redis.exceptions import RedisError
 
-from stream.deadletter import deadletter_headers
 from stream.errors import LeadstreamError
-from stream.metrics import (
-    DEAD_LETTERS,
-    DELIVERIES,
-    DELIVERIES_PENDING,
-    DELIVERY_ATTEMPT_DURATION,
-    EVENT_TO_DELIVERY,
-)
+from stream.metrics import DELIVERIES_PENDING, EVENT_TO_DELIVERY
 from stream.notify import NotifierConfig
-from stream.notify.deliverylog import DeliveryEntry, DeliveryLog
-from stream.notify.idempotency import Idempotency
-from stream.notify.retry import RetryPolicy, RetryResult, run_with_retry
-from stream.notify.routes import Routes
-from stream.notify.sinks import Handoff, Sink, parse_time
+from stream.notify.dispatch import FAST, ROUTINE, Dispatcher, persist
+from stream.notify.sinks import Handoff
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-FAST, ROUTINE = "fast", "routine"
-INFRA_ERRORS = (RedisError, KafkaError, OSError, TimeoutError)
-_DEADLETTER_HEADER_NAMES = frozenset(
-    {"reason", "stage", "error", "original_topic", "original_partition", "original_offset"}
-    | {"sink", "attempts"}
-)
 
 
 class OffsetTracker:
@@ -96,179 +77,6 @@ class OffsetTracker:
     @property
     def pending(self) -> int:
         return sum(len(p) for p in self._pending.values())
-
-
-class Dispatcher:
-    """Delivers one handoff to its sinks: idempotency, retries, dead letters, delivery log."""
-
-    def __init__(
-        self,
-        *,
-        config: NotifierConfig,
-        sinks: Mapping[str, Sink],
-        routes: Routes,
-        idempotency: Idempotency,
-        deliverylog: DeliveryLog,
-        producer: AIOKafkaProducer,
-        deadletter_topic: str,
-    ) -> None:
-        self.config = config
-        self.sinks = sinks
-        self.routes = routes
-        self.idempotency = idempotency
-        self.deliverylog = deliverylog
-        self.producer = producer
-        self.deadletter_topic = deadletter_topic
-        self.policy = RetryPolicy(
-            attempts=config.attempts,
-            base_delay=config.backoff_seconds,
-            max_delay=config.max_backoff_seconds,
-        )
-
-    async def dispatch(self, handoff: Handoff) -> None:
-        """Return only once every routed sink has settled the handoff."""
-        names = self.routes.select(handoff)
-        await asyncio.gather(*(self.deliver(handoff, self.sinks[name]) for name in names))
-
-    async def deliver(self, handoff: Handoff, sink: Sink) -> None:
-        started = time.monotonic()
-        idem = self.idempotency
-        if not await persist(lambda: idem.acquire(sink.name, handoff.ce_id)):
-            await self._record(handoff, sink, "deduped", 0, None, started)
-            return
-        try:
-            result = await run_with_retry(
-                lambda: self._attempt(handoff, sink),
-                self.policy,
-                before_attempt=lambda _: idem.renew(sink.name, handoff.ce_id),
-                sleep=lambda delay: self._hold_and_sleep(sink, handoff, delay),
-            )
-            if result.delivered:
-                await persist(lambda: idem.mark_delivered(sink.name, handoff.ce_id))
-                status = "delivered"
-                observe_event_to_delivery(handoff)
-            else:
-                status = self._status(result)
-                await persist(lambda: self.dead_letter(handoff, sink.name, status, result))
-        finally:
-            with contextlib.suppress(*INFRA_ERRORS):
-                await idem.release(sink.name, handoff.ce_id)
-        error = None if result.error is None else str(result.error)
-        await self._record(handoff, sink, status, result.attempts, error, started)
-
-    async def _attempt(self, handoff: Handoff, sink: Sink) -> None:
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(self.config.timeout_seconds + 1.0):
-                await sink.deliver(handoff)
-        finally:
-            DELIVERY_ATTEMPT_DURATION.labels(sink.name).observe(time.monotonic() - started)
-
-    async def _hold_and_sleep(self, sink: Sink, handoff: Handoff, delay: float) -> None:
-        # Keep the claim through the pause and the next attempt, or another instance could
-        # take it over and deliver while we are about to.
-        with contextlib.suppress(*INFRA_ERRORS):
-            await self.idempotency.renew(
-                sink.name, handoff.ce_id, delay + self.config.timeout_seconds + 5.0
-            )
-        await asyncio.sleep(delay)
-
-    @staticmethod
-    def _status(result: RetryResult) -> str:
-        assert result.error is not None
-        return "exhausted" if result.error.retriable else "permanent"
-
-    async def dead_letter(
-        self, handoff: Handoff, sink: str | None, status: str, result: RetryResult | str
-    ) -> None:
-        """Original value and key unchanged, original headers kept, the reason added."""
-        reason = f"delivery_{status}" if status in ("exhausted", "permanent") else status
-        error = result if isinstance(result, str) else str(result.error)
-        extra = [] if sink is None else [("sink", sink)]
-        if isinstance(result, RetryResult):
-            extra.append(("attempts", str(result.attempts)))
-        # A re-driven dead letter that failed again carries the old reason headers: replace them.
-        headers = [(k, v) for k, v in handoff.headers if k not in _DEADLETTER_HEADER_NAMES]
-        headers += deadletter_headers(
-            reason,
-            "notifier",
-            error,
-            topic=handoff.topic,
-            partition=handoff.partition,
-            offset=handoff.offset,
-            extra=extra,
-        )
-        await self.producer.send_and_wait(
-            self.deadletter_topic, value=handoff.value, key=handoff.key, headers=headers
-        )
-        DEAD_LETTERS.labels("notifier", reason).inc()
-        log.warning(
-            "handoff dead-lettered: sink=%s reason=%s partition=%s offset=%s error=%s",
-            sink,
-            reason,
-            handoff.partition,
-            handoff.offset,
-            error[:300],
-        )
-
-    async def _record(
-        self,
-        handoff: Handoff,
-        sink: Sink,
-        status: str,
-        attempts: int,
-        error: str | None,
-        started: float,
-    ) -> None:
-        DELIVERIES.labels(sink.name, status).inc()
-        latency = None
-        if handoff.received_at:
-            with contextlib.suppress(ValueError):
-                received = parse_time(handoff.received_at)
-                latency = (datetime.now(UTC) - received).total_seconds() * 1000
-        entry = DeliveryEntry(
-            ce_id=handoff.ce_id,
-            type=handoff.ce_type,
-            sink=sink.name,
-            status=status,
-            attempts=attempts,
-            latency_ms=latency,
-            duration_ms=(time.monotonic() - started) * 1000,
-            error=error[:500] if error else None,
-            at=time.time(),
-        )
-        try:
-            await self.deliverylog.append(handoff.lead_id, entry)
-        except INFRA_ERRORS as exc:  # the log is for people; it never blocks a settlement
-            log.warning("delivery log not written: %s", type(exc).__name__)
-
-
-def observe_event_to_delivery(handoff: Handoff) -> None:
-    """Event receipt (ce_receivedat) to now, in the handoff's lane; skipped without the header."""
-    if not handoff.received_at:
-        return
-    try:
-        received = parse_time(handoff.received_at)
-        seconds = (datetime.now(UTC) - received).total_seconds()
-    except (ValueError, TypeError):  # unparsable, or a time without a zone
-        return
-    # Clocks of collector and notifier hosts may differ a little: never a negative latency.
-    EVENT_TO_DELIVERY.labels(FAST if handoff.fast else ROUTINE).observe(max(0.0, seconds))
-
-
-async def persist(op: Callable[[], Awaitable[T]], *, cap: float = 5.0) -> T:
-    """Retry an infrastructure call (Redis, Kafka) until it works: nothing may settle without it.
-
-    The offset stays uncommitted meanwhile, so a process that gives up here loses nothing.
-    """
-    delay = 0.1
-    while True:
-        try:
-            return await op()
-        except INFRA_ERRORS as exc:
-            log.warning("infrastructure call failed, retrying in %.1fs: %r", delay, exc)
-            await asyncio.sleep(delay)
-            delay = min(cap, delay * 2)
 
 
 class HandoffConsumer:

@@ -3,8 +3,10 @@
 Key: `<prefix>deliveries:<lead_id>`, a Redis list, newest first, capped (LTRIM) and expiring
 30 days after its last write. Each entry is a JSON object:
 `{"ce_id", "type", "sink", "status", "attempts", "latency_ms", "duration_ms", "error", "at"}`
-with status one of delivered | deduped | exhausted | permanent; latency from the collector's
-receipt of the triggering event (ce_receivedat) to settlement, when that header was present.
+with status one of delivered | deduped | parked | exhausted | permanent (parked: an attempt
+failed and the next one is on the delivery schedule; `attempts` counts every attempt so far);
+latency from the collector's receipt of the triggering event (ce_receivedat) to the entry,
+when that header was present.
 """
 
 from __future__ import annotations

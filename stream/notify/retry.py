@@ -1,4 +1,8 @@
-"""Retry policy: which failures to retry, and how long to wait (exponential, full jitter)."""
+"""Retry policy: which failures to retry, and how long to wait (exponential, full jitter).
+
+These are the *quick* retries, in process, while a lane slot and the partition's commit wait;
+`stream/notify/parked.py` holds the persisted schedule that takes over when they fail.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +26,14 @@ RETRIABLE_4XX = frozenset({408, 429})
 class RetryPolicy:
     """How often and how long to retry one delivery to one sink."""
 
-    attempts: int = 6
-    """Attempts in all, the first included; then the handoff is dead-lettered."""
+    attempts: int = 3
+    """Attempts in all, the first included; then the handoff is parked (or dead-lettered)."""
     base_delay: float = 0.5
     """Upper bound of the first retry's delay; doubles per retry."""
-    max_delay: float = 300.0
+    max_delay: float = 30.0
     """Cap of the exponential bound (before jitter)."""
     max_retry_after: float = 900.0
-    """Longest Retry-After honoured; a longer one is cut to this (a lane slot is held meanwhile)."""
+    """Longest Retry-After honoured; a longer one is cut to this."""
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def backoff(self, retry: int) -> float:
@@ -116,17 +120,22 @@ async def run_with_retry(
     *,
     before_attempt: Callable[[int], Awaitable[object]] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    longest_pause: float | None = None,
 ) -> RetryResult:
     """Call `attempt` until it returns, raises a permanent error, or attempts run out.
 
     `attempt` raises DeliveryError (or anything `exception_error` can classify); cancellation
-    passes through untouched.
+    passes through untouched. A pause longer than `longest_pause` (a long Retry-After) is not
+    waited for: the loop ends with the retriable error, for the caller to park the delivery.
     """
     error: DeliveryError | None = None
     for number in range(1, max(1, policy.attempts) + 1):
         if number > 1:
             assert error is not None
-            await sleep(policy.delay(number - 1, error.retry_after))
+            pause = policy.delay(number - 1, error.retry_after)
+            if longest_pause is not None and pause > longest_pause:
+                return RetryResult(number - 1, error)
+            await sleep(pause)
         if before_attempt is not None:
             await before_attempt(number)
         try:

@@ -19,10 +19,13 @@ from stream import health
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
 from stream.notify import NotifierConfig
-from stream.notify.consumer import Dispatcher, HandoffConsumer
+from stream.notify.consumer import HandoffConsumer
 from stream.notify.deliverylog import DeliveryLog
+from stream.notify.dispatch import Dispatcher
 from stream.notify.idempotency import Idempotency
+from stream.notify.parked import ParkingLot
 from stream.notify.routes import Routes
+from stream.notify.scheduler import Scheduler
 from stream.notify.sinks import LogSink, Sink
 from stream.notify.sinks.crm import CrmTaskSink
 from stream.notify.sinks.slack import SlackSink
@@ -122,6 +125,7 @@ class Notifier:
         self._own_redis = redis is None
         self._producer: AIOKafkaProducer | None = None
         self._consumer: HandoffConsumer | None = None
+        self._scheduler: Scheduler | None = None
         self._lag_task: asyncio.Task[None] | None = None
 
     @property
@@ -142,6 +146,7 @@ class Notifier:
         for sink in self.sinks.values():
             await sink.start()
         config = self.config
+        parking = ParkingLot(self._redis, config.redis_prefix)
         dispatcher = Dispatcher(
             config=config,
             sinks=self.sinks,
@@ -155,6 +160,7 @@ class Notifier:
             deliverylog=DeliveryLog(
                 self._redis, config.redis_prefix, size=config.delivery_log_size
             ),
+            parking=parking,
             producer=self._producer,
             deadletter_topic=self.topics.handoff_deadletter,
         )
@@ -170,6 +176,10 @@ class Notifier:
             consumer=consumer, topic=self.topics.handoff, dispatcher=dispatcher, config=config
         )
         await self._consumer.start()
+        self._scheduler = Scheduler(
+            config=config, dispatcher=dispatcher, parking=parking, sinks=self.sinks
+        )
+        await self._scheduler.start()
         self._lag_task = asyncio.create_task(
             export_lag_forever(
                 self.settings.kafka_bootstrap,
@@ -191,6 +201,9 @@ class Notifier:
             self._lag_task.cancel()
             await asyncio.wait([self._lag_task], timeout=3.0)
             self._lag_task = None
+        if self._scheduler is not None:
+            await self._scheduler.stop(self.config.timeout_seconds if grace is None else grace)
+            self._scheduler = None
         if self._consumer is not None:
             await self._consumer.stop(grace)
             self._consumer = None
@@ -206,7 +219,12 @@ class Notifier:
 
     @property
     def healthy(self) -> bool:
-        return self._consumer is not None and self._consumer.healthy
+        return (
+            self._consumer is not None
+            and self._consumer.healthy
+            and self._scheduler is not None
+            and self._scheduler.healthy
+        )
 
     @property
     def joined(self) -> bool:
@@ -229,7 +247,7 @@ class Notifier:
 
 def metrics_app(notifier: Notifier) -> web.Application:
     """/metrics for Prometheus; /healthz and /readyz (stream/health.py): alive while the fetch,
-    commit and lane tasks run, ready once the consumer has joined its group as well."""
+    commit, lane and schedule tasks run, ready once the consumer has joined its group as well."""
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})

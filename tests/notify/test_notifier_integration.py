@@ -195,19 +195,22 @@ async def test_permanent_failure_is_dead_lettered_unchanged(
     assert not await redis_client.exists(f"{settings.redis_prefix}delivered:webhook:ce-400")
 
 
-async def test_exhausted_retries_are_dead_lettered(
-    settings: Settings, receiver_factory: Factory, running: Any
+async def test_exhausted_retries_are_dead_lettered_when_the_schedule_is_spent(
+    settings: Settings, redis_client: Any, receiver_factory: Factory, running: Any
 ) -> None:
     async def down(request: web.Request, n: int) -> web.StreamResponse:
         return web.Response(status=503)
 
     receiver = await receiver_factory(down)
-    await running(Notifier(settings, config(settings, webhook_url=receiver.url)))
+    cfg = config(settings, webhook_url=receiver.url, schedule=(0.3, 0.3))
+    await running(Notifier(settings, cfg))
     await produce(settings, "ce-503")
     (record,) = await dead_letters(settings, 1)
-    assert len(receiver.seen) == 3
+    assert len(receiver.seen) == 5  # 3 quick attempts, then the schedule's 2
     assert header_value(list(record.headers), "reason") == "delivery_exhausted"
-    assert header_value(list(record.headers), "attempts") == "3"
+    assert header_value(list(record.headers), "attempts") == "5"
+    assert header_value(list(record.headers), "sink") == "webhook"
+    assert not await redis_client.exists(f"{settings.redis_prefix}parked:webhook:ce-503")
 
 
 async def test_malformed_record_is_dead_lettered(
