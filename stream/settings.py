@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import SettingsError
+from stream.times import parse_duration
 
 ENV_PREFIX = "LEADSTREAM_"
 
@@ -408,9 +409,6 @@ class Settings:
         return Path(self.dev_dir).resolve()
 
 
-_DELAY_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
 def parse_delays(name: str, raw: str) -> tuple[float, ...]:
     """`5s,5m,30m,2h` to seconds; empty is no delays. A bad item names the variable and the
     accepted form (a process must not start with a schedule it cannot keep)."""
@@ -418,15 +416,15 @@ def parse_delays(name: str, raw: str) -> tuple[float, ...]:
     for item in (p.strip() for p in raw.split(",")):
         if not item and not raw.strip():
             continue
-        number, unit = item[:-1].strip(), item[-1:].lower()
         try:
-            seconds = float(number) * _DELAY_UNITS[unit]
-        except (KeyError, ValueError):
+            seconds = parse_duration(item).total_seconds()
+        except ValueError:
             seconds = -1.0
         if not 0 < seconds < float("inf"):
             raise SettingsError(
                 f"{name}={raw!r}: {item!r} is not a delay; want comma-separated delays such "
-                "as 5s,5m,30m,2h,5h,10h (a number above 0 with s, m, h or d), or empty"
+                "as 5s,5m,30m,2h,5h,10h (a number above 0 with s, m, h, d or w, or ISO 8601 like "
+                "PT5M), or empty"
             )
         delays.append(seconds)
     return tuple(delays)

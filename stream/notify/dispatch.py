@@ -32,7 +32,8 @@ from stream.notify.idempotency import Idempotency
 from stream.notify.parked import Parked, ParkingLot, Taken, next_delay
 from stream.notify.retry import RetryPolicy, RetryResult, run_with_retry
 from stream.notify.routes import Routes
-from stream.notify.sinks import Handoff, Sink, parse_time
+from stream.notify.sinks import Handoff, Sink
+from stream.times import parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ class Dispatcher:
         latency = None
         if handoff.received_at:
             with contextlib.suppress(ValueError):
-                received = parse_time(handoff.received_at)
+                received = parse_rfc3339(handoff.received_at)
                 latency = (datetime.now(UTC) - received).total_seconds() * 1000
         entry = DeliveryEntry(
             ce_id=handoff.ce_id,
@@ -305,7 +306,7 @@ def observe_event_to_delivery(handoff: Handoff) -> None:
     if not handoff.received_at:
         return
     try:
-        received = parse_time(handoff.received_at)
+        received = parse_rfc3339(handoff.received_at)
         seconds = (datetime.now(UTC) - received).total_seconds()
     except (ValueError, TypeError):  # unparsable, or a time without a zone
         return

@@ -101,13 +101,16 @@ def test_overrides_win_and_unknown_ones_are_refused() -> None:
         ("0.5s", (0.5,)),
         (" 1 s , 2M ", (1.0, 120.0)),
         ("1d", (86400.0,)),
+        ("PT90S,1w", (90.0, 604800.0)),
     ],
 )
 def test_schedule_parses(raw: str, seconds: tuple[float, ...]) -> None:
     assert parse_delays("LEADSTREAM_DELIVERY_SCHEDULE", raw) == seconds
 
 
-@pytest.mark.parametrize("raw", ["5", "5x", "0s", "-1m", "s", "1s,,2s", ",", "infh", "nans", "1w"])
+@pytest.mark.parametrize(
+    "raw", ["5", "5x", "0s", "-1m", "s", "1s,,2s", ",", "infh", "nans", "1 fortnight", "P"]
+)
 def test_bad_schedule_is_a_startup_error_naming_the_variable(raw: str) -> None:
     with pytest.raises(SettingsError, match=r"LEADSTREAM_DELIVERY_SCHEDULE=.*want comma-separated"):
         Settings.from_env({"LEADSTREAM_DELIVERY_SCHEDULE": raw})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 import aiohttp
@@ -160,11 +159,6 @@ def _num(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.1f}"
     return "?" if value is None else str(value)
-
-
-def parse_time(value: str) -> datetime:
-    """RFC 3339 (with Z) to an aware datetime."""
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 class Sink(Protocol):

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 
-from stream.notify.sinks import Handoff, HttpSink, parse_time, view
-
-_UNITS = {
-    "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-    "w": 604800, "week": 604800, "weeks": 604800,
-}  # fmt: skip
-_SHORT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
-_ISO = re.compile(
-    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
-    r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
-)
+from stream.notify.sinks import Handoff, HttpSink, view
+from stream.times import parse_duration, parse_rfc3339
 
 
 def parse_sla(value: Any) -> timedelta | None:
@@ -29,22 +16,10 @@ def parse_sla(value: Any) -> timedelta | None:
     `1 day`, `30m`). None when absent or unreadable (then the task has no due date)."""
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
-    text = str(value).strip()
-    iso = _ISO.match(text.upper())
-    if iso and text.upper() not in ("P", "PT"):
-        parts = {k: float(v) for k, v in iso.groupdict().items() if v}
-        return timedelta(
-            days=parts.get("d", 0),
-            hours=parts.get("h", 0),
-            minutes=parts.get("m", 0),
-            seconds=parts.get("s", 0),
-        )
-    short = _SHORT.match(text.lower())
-    if short and short.group(2) in _UNITS:
-        return timedelta(seconds=float(short.group(1)) * _UNITS[short.group(2)])
-    return None
+    try:
+        return parse_duration(value if isinstance(value, int | float) else str(value))
+    except ValueError:
+        return None
 
 
 def crm_task(handoff: Handoff, link_template: str = "") -> dict[str, Any]:
@@ -55,7 +30,7 @@ def crm_task(handoff: Handoff, link_template: str = "") -> dict[str, Any]:
     due: datetime | None = None
     if sla is not None and handoff.time:
         try:
-            due = parse_time(handoff.time) + sla
+            due = parse_rfc3339(handoff.time) + sla
         except ValueError:
             due = None
     v = view(handoff, link_template)
