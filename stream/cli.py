@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -401,6 +402,8 @@ def demo(leads: int, keep: bool) -> None:
 @main.group()
 def deadletters() -> None:
     """Inspect dead letters and re-drive them after a fix."""
+    # One-shot tools: aiokafka's INFO lines (subscriptions, group joins) would bury the answer.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
 
 
 @deadletters.command("list")
@@ -413,7 +416,7 @@ def deadletters_list(handoff: bool, reason: str | None, limit: int) -> None:
     """Print dead letters as JSON lines: reason, stage, error, where they came from, a preview."""
     import orjson
 
-    from stream.deadletters import list_dead_letters
+    from stream.deadletters.redrive import list_dead_letters
 
     rows = asyncio.run(list_dead_letters(_settings(), handoff=handoff, reason=reason, limit=limit))
     for row in rows:
@@ -432,7 +435,7 @@ def deadletters_redrive(
     reason: str | None, stage: str | None, dry_run: bool, handoff: bool
 ) -> None:
     """Send dead letters back to the topic they came from, once each."""
-    from stream.deadletters import redrive
+    from stream.deadletters.redrive import redrive
 
     counts = asyncio.run(
         redrive(_settings(), reason=reason, stage=stage, dry_run=dry_run, handoff=handoff)

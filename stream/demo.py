@@ -19,8 +19,8 @@ import click
 
 from stream.dev import DevEnvironment
 from stream.dev.process import free_port
+from stream.dev.receiver import WebhookReceiver
 from stream.lag import group_lag
-from stream.receiver import WebhookReceiver
 from stream.scoring.events import STAGES
 from stream.settings import ENV_PREFIX, Settings
 from stream.store.redis import LeadStore

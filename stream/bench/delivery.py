@@ -26,7 +26,7 @@ from stream.bench.kafkaio import BenchError, HandoffTail
 from stream.bench.phases import Bench
 from stream.demo import Processes, wait_http
 from stream.dev.process import free_port
-from stream.receiver import WebhookReceiver
+from stream.dev.receiver import WebhookReceiver
 from stream.settings import Settings
 from stream.simulate.messages import LIBRARY, SITE, USER_AGENT, iso
 from stream.simulate.personas import DECISION_MAKER, profile

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from stream.deadletter import Headers
+from stream.deadletters.record import Headers
 from stream.errors import KafkaUnavailableError
 from stream.settings import Settings
 from stream.topics import Topics

@@ -21,7 +21,7 @@ from stream.collector.mapping import UNMAPPED, EventMapping
 from stream.collector.producer import Record
 from stream.collector.segment import Accepted, Outcome, Rejected, Source
 from stream.collector.shared import ReplayGuard, SharedDedupe
-from stream.deadletter import Headers, deadletter_headers
+from stream.deadletters.record import Headers, deadletter_headers
 from stream.errors import LeadstreamError
 from stream.metrics import (
     COLLECTOR_REFUSALS,

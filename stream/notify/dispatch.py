@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from stream.deadletter import deadletter_headers
+from stream.deadletters.record import deadletter_headers
 from stream.errors import LeadstreamError
 from stream.metrics import DEAD_LETTERS, DELIVERIES, DELIVERY_ATTEMPT_DURATION, EVENT_TO_DELIVERY
 from stream.notify import NotifierConfig

@@ -151,7 +151,7 @@ async def get_account(request: web.Request) -> web.Response:
 
 async def redrive_deadletters(request: web.Request) -> web.Response:
     """`leadstream deadletters redrive` over HTTP: ?reason=&stage=&handoff=true&dry_run=true."""
-    from stream.deadletters import redrive
+    from stream.deadletters.redrive import redrive
 
     query = request.query
     counts = await redrive(

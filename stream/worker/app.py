@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from stream import health, logs, metrics
 from stream.credentials import check_identity_secret
-from stream.deadletter import Headers
+from stream.deadletters.record import Headers
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
 from stream.scoring import AccountState, LeadState, Model, load_model

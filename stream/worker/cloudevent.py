@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 
-from stream.deadletter import Headers
+from stream.deadletters.record import Headers
 
 SPEC_VERSION = "1.0"
 SOURCE = "leadstream/worker"

@@ -34,7 +34,7 @@ from typing import Any
 import orjson
 
 from stream import metrics
-from stream.deadletter import Headers
+from stream.deadletters.record import Headers
 from stream.scoring import (
     Event,
     LeadState,

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from stream import metrics
-from stream.deadletter import Headers, deadletter_headers
+from stream.deadletters.record import Headers, deadletter_headers
 from stream.scoring import Model, Transition
 from stream.scoring.account import AccountState, AccountUpdate, ContactUpdate, update_account
 from stream.scoring.events import format_us

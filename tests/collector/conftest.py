@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from stream.collector.app import create_app
 from stream.collector.producer import Record
 from stream.collector.service import CollectorOptions
-from stream.deadletter import Headers
+from stream.deadletters.record import Headers
 from stream.errors import KafkaUnavailableError
 from stream.settings import Settings
 from stream.topics import Topics

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from stream.demo import Processes, wait_http
 from stream.dev.process import free_port
-from stream.receiver import WebhookReceiver
+from stream.dev.receiver import WebhookReceiver
 from stream.settings import Settings
 
 Pipeline = tuple[Processes, WebhookReceiver, Settings]

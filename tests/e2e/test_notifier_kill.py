@@ -17,7 +17,7 @@ import pytest
 
 from stream.demo import Processes, wait_http
 from stream.dev.process import free_port
-from stream.receiver import WebhookReceiver
+from stream.dev.receiver import WebhookReceiver
 from stream.scoring.explain import Transition
 from stream.settings import Settings
 from stream.topics import Topics

@@ -9,7 +9,7 @@ import pytest
 
 from stream.demo import Processes
 from stream.dev.credentials import token_with_scope
-from stream.receiver import WebhookReceiver
+from stream.dev.receiver import WebhookReceiver
 from stream.settings import Settings
 from tests.e2e.conftest import eventually
 

@@ -19,7 +19,7 @@ import pytest
 
 from stream.demo import Processes, wait_http
 from stream.dev.process import free_port
-from stream.receiver import WebhookReceiver
+from stream.dev.receiver import WebhookReceiver
 from stream.settings import Settings
 
 MAILGUN_KEY = "key-mailgun-metrics-test"

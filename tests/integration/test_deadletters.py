@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from stream.cli import main
-from stream.deadletter import deadletter_headers
-from stream.deadletters import list_dead_letters, redrive
+from stream.deadletters.record import deadletter_headers
+from stream.deadletters.redrive import list_dead_letters, redrive
 from stream.demo import Processes
 from stream.settings import Settings
 from stream.topics import Topics

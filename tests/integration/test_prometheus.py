@@ -32,7 +32,7 @@ import yaml
 from aiohttp import web
 
 from stream.dev.process import free_port
-from stream.receiver import WebhookReceiver
+from stream.dev.receiver import WebhookReceiver
 from stream.settings import Settings
 from tests.integration.conftest import Pipeline, mailgun_bot_open, running_pipeline
 

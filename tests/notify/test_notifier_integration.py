@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiosmtpd.controller import Controller
 from standardwebhooks import Webhook
 
-from stream.deadletter import header_value
+from stream.deadletters.record import header_value
 from stream.dev.process import free_port
 from stream.notify import NotifierConfig, service
 from stream.notify.deliverylog import DeliveryLog

@@ -21,9 +21,9 @@ from aiokafka import AIOKafkaConsumer
 
 from stream.demo import Processes, wait_http
 from stream.dev.process import free_port
+from stream.dev.receiver import WebhookReceiver
 from stream.lag import group_lag
 from stream.notify import GROUP_ID
-from stream.receiver import WebhookReceiver
 from stream.settings import Settings
 from stream.topics import Topics
 from tests.kafka_helpers import produce_records

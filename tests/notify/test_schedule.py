@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from stream.deadletter import header_value
+from stream.deadletters.record import header_value
 from stream.errors import DeliveryError
 from stream.notify import NotifierConfig
 from stream.notify.deliverylog import DeliveryLog

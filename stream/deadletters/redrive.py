@@ -19,13 +19,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from stream.deadletter import header_value
+from stream.deadletters.record import header_value
 from stream.errors import SettingsError
 from stream.settings import Settings
 from stream.topics import Topics
 
-# Headers a dead-letter topic adds (stream.deadletter.deadletter_headers, the notifier's extras,
-# an earlier re-drive's mark): not part of the original record, so not sent back.
+# Headers a dead-letter topic adds (`record.deadletter_headers`, the notifier's extras, an
+# earlier re-drive's mark): not part of the original record, so not sent back.
 _BOOKKEEPING = frozenset(
     {"reason", "stage", "error", "original_topic", "original_partition", "original_offset"}
     | {"sink", "attempts", "redriven_from"}
