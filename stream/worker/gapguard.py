@@ -44,12 +44,24 @@ class Verdict(enum.Enum):
 class GapGuard:
     """Pure bookkeeping; the agent does the seeking (`holes`, `stalled`)."""
 
-    def __init__(self, stall_seconds: float = 3.0):
+    def __init__(self, stall_seconds: float = 3.0, busy_factor: float = 10.0):
         self.next: dict[Hashable, int] = {}
         self.last_seen: dict[Hashable, float] = {}
         self.behind_since: dict[Hashable, float] = {}  # commit behind the guard, idle, since
         self.holes: dict[Hashable, int] = {}  # partition -> offset to seek back to
         self.stall_seconds = stall_seconds
+        # While records of other partitions keep arriving, one partition going quiet for a few
+        # seconds (or a commit taking them) is backpressure, not a stall: a worker far behind
+        # under load (a million-lead state) saw 475 false repairs in 30 minutes, each reading
+        # hundreds of records again, and slowed from 1,300 to 90 events/s. A busy worker waits
+        # `busy_factor` times longer before it repairs.
+        self.busy_factor = busy_factor
+
+    def _patience(self, now: float) -> float:
+        """How long a partition may be quiet (or a commit behind) before it is repaired."""
+        latest = max(self.last_seen.values(), default=None)
+        busy = latest is not None and now - latest < self.stall_seconds
+        return self.stall_seconds * (self.busy_factor if busy else 1.0)
 
     def expect(self, committed: Mapping[Hashable, int]) -> None:
         """After an assignment: each partition starts at its committed offset."""
@@ -80,12 +92,14 @@ class GapGuard:
 
     def stalled(self, positions: Mapping[Hashable, int | None]) -> dict[Hashable, int]:
         """Partitions the client has read past the guard while none of their records has
-        arrived for `stall_seconds`: partition -> offset to seek back to."""
+        arrived for `stall_seconds` (ten times that while other partitions' records keep
+        arriving): partition -> offset to seek back to."""
         now = time.monotonic()
+        patience = self._patience(now)
         out = {}
         for tp, position in positions.items():
             expected = self.next.get(tp)
-            quiet = now - self.last_seen.get(tp, now) >= self.stall_seconds
+            quiet = now - self.last_seen.get(tp, now) >= patience
             if expected is not None and position is not None and position > expected and quiet:
                 out[tp] = expected
                 self.last_seen[tp] = now  # give the seek time to take effect
@@ -101,9 +115,11 @@ class GapGuard:
 
     def uncommitted(self, committed: Mapping[Hashable, int | None]) -> dict[Hashable, int]:
         """Partitions whose commit has stayed below what the guard admitted for twice
-        `stall_seconds` while the worker held nothing of them: partition -> the committed
+        `stall_seconds` (ten times longer while the worker is busy) while the worker held
+        nothing of them: partition -> the committed
         offset to read again from (and expect next). Call only when the worker is idle."""
         now = time.monotonic()
+        patience = 2 * self._patience(now)
         out = {}
         for tp, offset in committed.items():
             expected = self.next.get(tp)
@@ -112,7 +128,7 @@ class GapGuard:
                 self.behind_since.pop(tp, None)
                 continue
             since = self.behind_since.setdefault(tp, now)
-            if now - since >= 2 * self.stall_seconds and offset is not None:
+            if now - since >= patience and offset is not None:
                 out[tp] = offset
                 self.next[tp] = offset
                 self.last_seen[tp] = now

@@ -70,3 +70,41 @@ def test_a_commit_that_catches_up_resets_the_clock() -> None:
     assert guard.uncommitted({TP: 10}) == {}  # caught up: forgotten
     assert guard.uncommitted({TP: 5}) == {}  # behind again: a new clock
     assert guard.uncommitted({TP: None}) == {}  # Faust knows no commit: nothing to go by
+
+
+OTHER = ("leads.events.email", 3)
+
+
+def test_a_quiet_partition_of_a_busy_worker_is_backpressure_not_a_stall() -> None:
+    # Under load (a worker far behind), records of the other partitions keep arriving while
+    # one partition waits its turn: repairing it then read hundreds of records again, over
+    # and over. A busy worker waits ten times longer.
+    guard = GapGuard(stall_seconds=0.05, busy_factor=10)
+    guard.expect({TP: 5, OTHER: 0})
+    for n in range(8):
+        time.sleep(0.02)
+        guard.admit(OTHER, n)  # the worker is busy with another partition
+        assert guard.stalled({TP: 900}) == {}
+    time.sleep(0.06)  # now nothing arrives at all: a stall after all
+    assert guard.stalled({TP: 900, OTHER: 8}) == {TP: 5}
+
+
+def test_a_busy_worker_still_repairs_a_partition_starved_for_long() -> None:
+    guard = GapGuard(stall_seconds=0.01, busy_factor=5)
+    guard.expect({TP: 5, OTHER: 0})
+    for n in range(12):  # 60 ms of another partition's records: past 5 x 10 ms
+        time.sleep(0.005)
+        guard.admit(OTHER, n)
+    assert guard.stalled({TP: 900}) == {TP: 5}
+
+
+def test_a_slow_commit_of_a_busy_worker_is_not_taken_for_a_stuck_one() -> None:
+    guard = GapGuard(stall_seconds=0.02, busy_factor=10)
+    guard.expect({TP: 100, OTHER: 0})
+    for offset in range(100, 110):
+        guard.admit(TP, offset)
+    assert guard.uncommitted({TP: 105}) == {}
+    for n in range(5):  # 50 ms busy elsewhere: past 2 x 20 ms, within 2 x 200 ms
+        time.sleep(0.01)
+        guard.admit(OTHER, n)
+        assert guard.uncommitted({TP: 105}) == {}
