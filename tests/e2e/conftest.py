@@ -40,9 +40,10 @@ async def running(
         for name in ("collector", "worker", "notifier"):
             procs.start(name)
         host = settings.collector_host
+        # Ready means able to work: the worker has its partitions and recovered tables.
         await wait_http(f"http://{host}:{settings.collector_port}/readyz", procs)
-        await wait_http(f"http://{host}:{settings.worker_port}/metrics", procs, timeout=90)
-        await wait_http(f"http://{host}:{settings.notifier_port}/healthz", procs)
+        await wait_http(f"http://{host}:{settings.worker_port}/readyz", procs, timeout=90)
+        await wait_http(f"http://{host}:{settings.notifier_port}/readyz", procs)
         yield procs, hook, settings
     finally:
         procs.stop()

@@ -17,14 +17,12 @@ from typing import Any
 
 import pytest
 
-from stream.demo import Processes, wait_http
 from stream.dev.process import free_port
 from stream.dev.receiver import WebhookReceiver
 from stream.settings import Settings
+from tests.e2e.conftest import Pipeline, running
 
 MAILGUN_KEY = "key-mailgun-metrics-test"
-PROCESSES = ("collector", "worker", "notifier")
-Pipeline = tuple[Processes, WebhookReceiver, Settings]
 
 
 @asynccontextmanager
@@ -37,18 +35,10 @@ async def running_pipeline(
     settings = settings.replace(
         webhook_url=f"http://127.0.0.1:{port}/hooks/sales", mailgun_signing_key=MAILGUN_KEY
     )
-    procs = Processes(settings, log_dir)
     try:
-        for name in PROCESSES:
-            procs.start(name)
-        host = settings.collector_host
-        # Ready means able to work: the worker has its partitions and recovered tables.
-        await wait_http(f"http://{host}:{settings.collector_port}/readyz", procs)
-        await wait_http(f"http://{host}:{settings.worker_port}/readyz", procs, timeout=90)
-        await wait_http(f"http://{host}:{settings.notifier_port}/readyz", procs)
-        yield procs, hook, settings
+        async with running(hook, settings, log_dir) as started:
+            yield started
     finally:
-        procs.stop()
         await hook.stop()
 
 
