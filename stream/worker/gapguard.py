@@ -33,6 +33,7 @@ from collections.abc import Hashable, Mapping
 from stream import metrics
 
 log = logging.getLogger("leadstream.worker")
+MAX_BACKOFF_SECONDS = 60.0  # the longest wait between two stall repairs of one partition
 
 
 class Verdict(enum.Enum):
@@ -56,6 +57,10 @@ class GapGuard:
         # hundreds of records again, and slowed from 1,300 to 90 events/s. A busy worker waits
         # `busy_factor` times longer before it repairs.
         self.busy_factor = busy_factor
+        # Stall repairs of a partition in a row with nothing arriving in between: each doubles
+        # the wait before the next (up to MAX_BACKOFF_SECONDS). A stall a seek does not clear
+        # was seen sought every 3 s for 4 minutes, until one seek raced aiokafka's fetcher.
+        self.repairs: dict[Hashable, int] = {}
 
     def _patience(self, now: float) -> float:
         """How long a partition may be quiet (or a commit behind) before it is repaired."""
@@ -69,9 +74,11 @@ class GapGuard:
         self.last_seen = dict.fromkeys(committed, time.monotonic())
         self.holes.clear()
         self.behind_since.clear()
+        self.repairs.clear()
 
     def admit(self, tp: Hashable, offset: int) -> Verdict:
         self.last_seen[tp] = time.monotonic()
+        self.repairs.pop(tp, None)
         expected = self.next.get(tp)
         if expected is None or offset == expected:
             self.next[tp] = offset + 1
@@ -99,10 +106,12 @@ class GapGuard:
         out = {}
         for tp, position in positions.items():
             expected = self.next.get(tp)
-            quiet = now - self.last_seen.get(tp, now) >= patience
+            wait = min(patience * 2 ** self.repairs.get(tp, 0), MAX_BACKOFF_SECONDS)
+            quiet = now - self.last_seen.get(tp, now) >= wait
             if expected is not None and position is not None and position > expected and quiet:
                 out[tp] = expected
                 self.last_seen[tp] = now  # give the seek time to take effect
+                self.repairs[tp] = self.repairs.get(tp, 0) + 1
                 log.warning(
                     "%s: the client has read (or could read) to offset %s but no record from "
                     "%s on reached the worker; reading them again",

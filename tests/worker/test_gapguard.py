@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
+from stream.worker import gapguard
 from stream.worker.gapguard import GapGuard, Verdict
 
 TP = ("leads.events.web", 1)
@@ -108,3 +111,27 @@ def test_a_slow_commit_of_a_busy_worker_is_not_taken_for_a_stuck_one() -> None:
         time.sleep(0.01)
         guard.admit(OTHER, n)
         assert guard.uncommitted({TP: 105}) == {}
+
+
+def test_a_stall_a_seek_does_not_clear_is_repaired_less_and_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(gapguard.time, "monotonic", lambda: now[0])
+
+    def after(seconds: float) -> dict[object, int]:
+        now[0] += seconds
+        return dict(guard.stalled({TP: 900}))
+
+    guard = GapGuard(stall_seconds=3.0)
+    guard.expect({TP: 5})
+    assert after(3.0) == {TP: 5}  # the first repair after 3 s
+    assert after(5.0) == {}  # the second waits 6 s
+    assert after(1.0) == {TP: 5}
+    assert after(11.0) == {}  # the third 12 s
+    assert after(1.0) == {TP: 5}
+    for _ in range(4):  # 24, 48, then never more than a minute
+        after(60.0)
+    assert after(59.0) == {} and after(1.0) == {TP: 5}
+    guard.admit(TP, 5)  # a record arrives: the stall is over, the next waits 3 s again
+    assert after(3.0) == {TP: 6}
