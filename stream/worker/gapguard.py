@@ -60,7 +60,9 @@ class GapGuard:
         # Stall repairs of a partition in a row with nothing arriving in between: each doubles
         # the wait before the next (up to MAX_BACKOFF_SECONDS). A stall a seek does not clear
         # was seen sought every 3 s for 4 minutes, until one seek raced aiokafka's fetcher.
-        self.repairs: dict[Hashable, int] = {}
+        # partition -> (repairs in a row, when the last was): a record arriving since (its
+        # `last_seen` is later) ends the run, found here rather than per record in `admit`.
+        self.repairs: dict[Hashable, tuple[int, float]] = {}
 
     def _patience(self, now: float) -> float:
         """How long a partition may be quiet (or a commit behind) before it is repaired."""
@@ -78,7 +80,6 @@ class GapGuard:
 
     def admit(self, tp: Hashable, offset: int) -> Verdict:
         self.last_seen[tp] = time.monotonic()
-        self.repairs.pop(tp, None)
         expected = self.next.get(tp)
         if expected is None or offset == expected:
             self.next[tp] = offset + 1
@@ -106,12 +107,16 @@ class GapGuard:
         out = {}
         for tp, position in positions.items():
             expected = self.next.get(tp)
-            wait = min(patience * 2 ** self.repairs.get(tp, 0), MAX_BACKOFF_SECONDS)
-            quiet = now - self.last_seen.get(tp, now) >= wait
+            seen = self.last_seen.get(tp, now)
+            in_a_row, last = self.repairs.get(tp, (0, seen))
+            if seen > last:  # a record arrived after the last repair: that stall is over
+                in_a_row = 0
+            wait = min(patience * 2**in_a_row, MAX_BACKOFF_SECONDS)
+            quiet = now - seen >= wait
             if expected is not None and position is not None and position > expected and quiet:
                 out[tp] = expected
                 self.last_seen[tp] = now  # give the seek time to take effect
-                self.repairs[tp] = self.repairs.get(tp, 0) + 1
+                self.repairs[tp] = (in_a_row + 1, now)
                 log.warning(
                     "%s: the client has read (or could read) to offset %s but no record from "
                     "%s on reached the worker; reading them again",

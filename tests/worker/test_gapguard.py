@@ -133,5 +133,6 @@ def test_a_stall_a_seek_does_not_clear_is_repaired_less_and_less_often(
     for _ in range(4):  # 24, 48, then never more than a minute
         after(60.0)
     assert after(59.0) == {} and after(1.0) == {TP: 5}
+    now[0] += 0.5
     guard.admit(TP, 5)  # a record arrives: the stall is over, the next waits 3 s again
     assert after(3.0) == {TP: 6}
