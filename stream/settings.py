@@ -344,7 +344,7 @@ class Settings:
     def parsed_write_keys(self) -> dict[str, tuple[str, str]]:
         """write key -> (source name, kind); kind decides which event types a source may send."""
         keys: dict[str, tuple[str, str]] = {}
-        for item in filter(None, (p.strip() for p in self.write_keys.split(","))):
+        for item in comma_list(self.write_keys):
             key, sep, rest = item.partition("=")
             source, _, kind = rest.partition(":")
             if not sep or not key or not source or kind not in {"browser", "server"}:
@@ -357,7 +357,7 @@ class Settings:
     def parsed_lead_api_tokens(self) -> dict[str, str]:
         """token -> scope (read or admin) of the lead API's bearer tokens."""
         tokens: dict[str, str] = {}
-        for item in filter(None, (p.strip() for p in self.lead_api_tokens.split(","))):
+        for item in comma_list(self.lead_api_tokens):
             token, sep, scope = item.rpartition(":")
             if not sep or not token or scope not in {"read", "admin"}:
                 raise SettingsError(
@@ -407,6 +407,11 @@ class Settings:
     @property
     def dev_path(self) -> Path:
         return Path(self.dev_dir).resolve()
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """A comma-separated setting's items, stripped, empty ones left out."""
+    return tuple(item for item in (p.strip() for p in text.split(",")) if item)
 
 
 def parse_delays(name: str, raw: str) -> tuple[float, ...]:

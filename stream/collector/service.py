@@ -32,7 +32,7 @@ from stream.metrics import (
     EVENTS_UNMAPPED,
 )
 from stream.scoring.identity import secret_or_dev
-from stream.settings import Settings
+from stream.settings import Settings, comma_list
 from stream.topics import Topics
 
 STAGE = "collector"
@@ -83,21 +83,18 @@ class CollectorOptions:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CollectorOptions:
-        def split(text: str) -> tuple[str, ...]:
-            return tuple(h.strip() for h in text.split(",") if h.strip())
-
         return cls(
             mapping_path=settings.mapping_path,
             pixel_cookie=settings.pixel_cookie,
             pixel_cookie_days=settings.pixel_cookie_days,
-            redirect_hosts=tuple(h.lower() for h in split(settings.redirect_allow_hosts)),
+            redirect_hosts=tuple(h.lower() for h in comma_list(settings.redirect_allow_hosts)),
             sendgrid_public_key=settings.sendgrid_public_key,
             mailgun_signing_key=settings.mailgun_signing_key,
             generic_webhook_secret=settings.generic_webhook_secret,
             webhook_tolerance_seconds=settings.webhook_tolerance_seconds,
             dedupe_seconds=settings.collector_dedupe_seconds,
             produce_timeout_seconds=settings.produce_timeout_seconds,
-            cors_origins=tuple(o.rstrip("/") for o in split(settings.cors_origins)),
+            cors_origins=tuple(o.rstrip("/") for o in comma_list(settings.cors_origins)),
             body_timeout_seconds=settings.body_timeout_seconds,
             refused_deadletters_per_minute=settings.refused_deadletters_per_minute,
         )

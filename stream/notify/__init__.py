@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stream.errors import SettingsError
-from stream.settings import Settings
+from stream.settings import Settings, comma_list
 
 GROUP_ID = "leadstream-notifier"
 """The consumer group, after LEADSTREAM_TOPIC_PREFIX (`leadstream demo` reads its lag)."""
@@ -92,7 +92,7 @@ class NotifierConfig:
             "smtp_host": settings.smtp_host,
             "smtp_port": settings.smtp_port,
             "smtp_from": settings.smtp_from,
-            "smtp_to": tuple(v.strip() for v in settings.smtp_to.split(",") if v.strip()),
+            "smtp_to": comma_list(settings.smtp_to),
             "smtp_username": settings.smtp_username,
             "smtp_password": settings.smtp_password,
             "smtp_starttls": settings.smtp_starttls,
