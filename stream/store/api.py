@@ -12,6 +12,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from stream.scoring.events import STAGES
 from stream.settings import Settings
@@ -20,6 +21,7 @@ from stream.store.redis import LeadStore
 STORE_KEY = web.AppKey("lead_store", LeadStore)
 SETTINGS_KEY = web.AppKey("lead_api_settings", Settings)
 SCOPES = {"read": frozenset({"read", "admin"}), "admin": frozenset({"admin"})}
+RETRY_AFTER_SECONDS = 5  # Redis restarting, failing over, or rebuilding: a client waits this
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -69,9 +71,26 @@ def require(scope: str, handler: Handler) -> Handler:
                 {"error": f"this token has scope {has!r}; this route needs {scope!r}"},
                 status=403,
             )
-        return await handler(request)
+        try:
+            return await handler(request)
+        except (RedisError, OSError) as exc:
+            return unavailable(
+                f"Redis does not answer ({type(exc).__name__}); the lead API serves from "
+                "Redis: try again shortly, and check LEADSTREAM_REDIS_URL and the Redis server",
+                reason="redis_unavailable",
+            )
 
     return guarded
+
+
+def unavailable(error: str, reason: str, **extra: object) -> web.Response:
+    """503 with a JSON reason and Retry-After: the data is there but cannot be read now, which a
+    client must not take for "no such lead" (404) nor for a bug (500)."""
+    return web.json_response(
+        {"error": error, "reason": reason, **extra},
+        status=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def add_lead_routes(app: web.Application, settings: Settings) -> None:
