@@ -3,7 +3,9 @@
 Key layout (prefix = LEADSTREAM_REDIS_PREFIX):
 
     <prefix>collector:msg:<source>:<message id>     TTL LEADSTREAM_COLLECTOR_DEDUPE_SECONDS
-    <prefix>collector:replay:<provider>:<token|id>  TTL 2 x LEADSTREAM_WEBHOOK_TOLERANCE_SECONDS
+    <prefix>collector:replay:<provider>:<key>       TTL 2 x LEADSTREAM_WEBHOOK_TOLERANCE_SECONDS
+
+(the key: for Mailgun a SHA-256 of the signed timestamp + token, for generic the webhook-id)
 
 Transport dedupe is namespaced by *source* (not write key), so a retry that arrives through
 another key of the same source, or at another collector process, or after a restart, is still

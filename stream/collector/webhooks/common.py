@@ -7,6 +7,7 @@ Provider modules (`sendgrid`, `mailgun`, `generic`) import this module and the p
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,17 +55,36 @@ Parser = Callable[[bytes, Mapping[str, str], WebhookContext], list[Outcome]]
 """Maps a verified body to outcomes."""
 
 
-def check_timestamp(timestamp: Any, context: WebhookContext, what: str) -> None:
-    """SignatureInvalidError unless `timestamp` (unix seconds) is within the tolerance of now."""
-    try:
-        stamp = float(timestamp)
-    except (TypeError, ValueError):
-        raise SignatureInvalidError(f"{what} is not a unix time") from None
-    age = abs(context.received_at.timestamp() - stamp)
-    if not age <= context.tolerance_seconds:  # also refuses nan
+# Unix seconds as providers send them: ASCII digits, no sign, point, exponent, underscore,
+# space or leading zero. float() would accept `1700000000e0` and `1700000000.0`: with Mailgun,
+# whose signature covers `timestamp + token`, moving a token's leading `e0` into the timestamp
+# kept the signature valid and made a "new" token of a captured one (issue 28).
+_UNIX_TIME = re.compile(r"[1-9][0-9]{0,11}", re.ASCII)
+
+
+def unix_time(timestamp: Any, what: str) -> str:
+    """The timestamp's exact text when it is a strict unix time, else SignatureInvalidError.
+
+    An integer (Mailgun's JSON may carry one) becomes its decimal text; anything else must
+    already be that text. The caller signs and remembers this text, never a re-formatted one.
+    """
+    if isinstance(timestamp, int) and not isinstance(timestamp, bool):
+        timestamp = str(timestamp)
+    if not isinstance(timestamp, str) or not _UNIX_TIME.fullmatch(timestamp):
+        raise SignatureInvalidError(f"{what} is not a unix time (want decimal digits only)")
+    return timestamp
+
+
+def check_timestamp(timestamp: Any, context: WebhookContext, what: str) -> str:
+    """The strict unix time (see `unix_time`) of `timestamp`; SignatureInvalidError unless it
+    is within the tolerance of now."""
+    text = unix_time(timestamp, what)
+    age = abs(context.received_at.timestamp() - int(text))
+    if not age <= context.tolerance_seconds:
         raise SignatureInvalidError(
             f"{what} is {age:.0f}s away from now (tolerance {context.tolerance_seconds:g}s)"
         )
+    return text
 
 
 def email_event(

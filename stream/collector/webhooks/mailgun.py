@@ -20,11 +20,14 @@ EVENT_TYPES = {
 
 
 def verify(signature: Any, signing_key: str, context: WebhookContext) -> str:
-    """Check `signature` = {timestamp, token, signature}; returns the token to remember.
+    """Check `signature` = {timestamp, token, signature}; returns the replay key to remember.
 
     Mailgun signs timestamp + token only, not the body, so one captured signature would let
     anyone post any event. Two things close that: the timestamp must be within the tolerance,
-    and the token may be used once (the caller remembers it for twice the tolerance).
+    and the signed text may be used once (the caller remembers it for twice the tolerance).
+    The replay key is a digest of exactly the signed text, not of the token: the boundary
+    between timestamp and token is not signed, so a key of the token alone could be changed
+    by moving characters across it (the timestamp is also parsed strictly, `unix_time`).
     """
     if not isinstance(signature, dict):
         raise SignatureInvalidError("Mailgun payload has no signature object")
@@ -33,13 +36,11 @@ def verify(signature: Any, signing_key: str, context: WebhookContext) -> str:
         raise SignatureInvalidError("Mailgun signature lacks timestamp or token")
     if not isinstance(digest, str):
         raise SignatureInvalidError("Mailgun signature lacks the signature")
-    check_timestamp(timestamp, context, "Mailgun timestamp")
-    expected = hmac.new(
-        signing_key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256
-    ).hexdigest()
+    signed = (check_timestamp(timestamp, context, "Mailgun timestamp") + str(token)).encode()
+    expected = hmac.new(signing_key.encode(), signed, hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, digest.strip().lower()):
         raise SignatureInvalidError("Mailgun signature does not match")
-    return str(token)
+    return hashlib.sha256(signed).hexdigest()
 
 
 def verify_request(raw: bytes, headers: Mapping[str, str], context: WebhookContext) -> str:

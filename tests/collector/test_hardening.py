@@ -1,0 +1,160 @@
+"""Hostile requests of issue 28 against the collector, each with the refusal it must get: a
+Mailgun token re-split across the timestamp, non-canonical provider timestamps, a dead-letter
+flood with a public browser key, invisible and direction-reversing characters in ids."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from stream.collector.app import create_app
+from stream.collector.service import CollectorOptions
+from stream.collector.webhooks import generic
+from stream.settings import Settings
+
+from .conftest import FakeProducer, start_server
+from .test_webhooks import (
+    GENERIC_SECRET,
+    MAILGUN_KEY,
+    PUBLIC_KEY,
+    mailgun_event,
+    sendgrid_events,
+    sendgrid_sign,
+)
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+async def hooks(
+    unit_settings: Settings, producer: FakeProducer, redis_client: aioredis.Redis
+) -> AsyncIterator[Client]:
+    options = CollectorOptions(
+        sendgrid_public_key=PUBLIC_KEY,
+        mailgun_signing_key=MAILGUN_KEY,
+        generic_webhook_secret=GENERIC_SECRET,
+    )
+    app = create_app(unit_settings, producer, options=options, redis=redis_client)
+    async with TestClient(await start_server(app)) as client:
+        yield client
+
+
+def mailgun_body(event_data: dict[str, Any], timestamp: str, token: str, digest: str) -> bytes:
+    signature = {"timestamp": timestamp, "token": token, "signature": digest}
+    return orjson.dumps({"signature": signature, "event-data": event_data})
+
+
+def mailgun_digest(signed: str) -> str:
+    return hmac.new(MAILGUN_KEY.encode(), signed.encode(), hashlib.sha256).hexdigest()
+
+
+# -- 1. Mailgun: a captured token cannot be re-split across the timestamp ----------------------
+
+
+async def test_mailgun_token_moved_into_the_timestamp_is_refused(
+    hooks: Client, producer: FakeProducer
+) -> None:
+    """The finding: `float("<ts>e0")` is `<ts>`, and the signed text `<ts>` + `e0…` is the same
+    when `e0` moves from the token into the timestamp: a forged complaint was accepted (200)."""
+    ts = str(int(time.time()))
+    token = "e0" + uuid.uuid4().hex + uuid.uuid4().hex[:16]
+    digest = mailgun_digest(ts + token)
+    captured = mailgun_body(mailgun_event("opened"), ts, token, digest)
+    assert (await hooks.post("/v1/webhooks/mailgun", data=captured)).status == 200
+    complaint = mailgun_event("complained", id="mg-forged", recipient="victim@acme.io")
+    forged = mailgun_body(complaint, ts + "e0", token[2:], digest)
+    response = await hooks.post("/v1/webhooks/mailgun", data=forged)
+    assert response.status == 401
+    assert (await response.json())["code"] == "signature_invalid"
+    assert [e["type"] for e in producer.events()] == ["email.open"]
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "{ts}e0",
+        "{ts}.0",
+        "{ts}.4",
+        "+{ts}",
+        "0{ts}",
+        " {ts}",
+        "{ts}\n",
+        "1_{rest}",
+        "{arabic}",
+    ],
+)
+async def test_mailgun_timestamp_must_be_plain_digits_even_when_signed(
+    hooks: Client, producer: FakeProducer, shape: str
+) -> None:
+    """Strict parsing, not only a fixed key: a timestamp in any other spelling is refused even
+    when the signature over that spelling is right."""
+    ts = str(int(time.time()))
+    arabic = ts.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    timestamp = shape.format(ts=ts, rest=ts[1:], arabic=arabic)
+    token = uuid.uuid4().hex
+    body = mailgun_body(
+        mailgun_event("opened"), timestamp, token, mailgun_digest(timestamp + token)
+    )
+    response = await hooks.post("/v1/webhooks/mailgun", data=body)
+    assert response.status == 401, timestamp
+    assert "not a unix time" in (await response.json())["message"]
+    assert producer.events() == []
+
+
+async def test_mailgun_integer_timestamp_is_still_accepted(
+    hooks: Client, producer: FakeProducer
+) -> None:
+    ts = int(time.time())
+    token = uuid.uuid4().hex
+    body = orjson.dumps(
+        {
+            "signature": {
+                "timestamp": ts,
+                "token": token,
+                "signature": mailgun_digest(f"{ts}{token}"),
+            },
+            "event-data": mailgun_event("opened"),
+        }
+    )
+    assert (await hooks.post("/v1/webhooks/mailgun", data=body)).status == 200
+    assert (await hooks.post("/v1/webhooks/mailgun", data=body)).status == 401  # once only
+    assert len(producer.events()) == 1
+
+
+async def test_sendgrid_timestamp_with_a_leading_zero_is_refused(
+    hooks: Client, producer: FakeProducer
+) -> None:
+    payload = orjson.dumps(sendgrid_events()[:3])
+    stamp = "0" + str(int(time.time()))
+    response = await hooks.post(
+        "/v1/webhooks/sendgrid", data=payload, headers=sendgrid_sign(payload, stamp)
+    )
+    assert response.status == 401
+    assert "not a unix time" in (await response.json())["message"]
+    assert producer.events() == []
+
+
+async def test_generic_timestamp_is_verified_as_sent(hooks: Client, producer: FakeProducer) -> None:
+    """The signature covers the header's exact text: `0<ts>` is not `<ts>`."""
+    payload = orjson.dumps({"id": "li-1", "network": "x", "email": "eve@acme.io"})
+    at = int(time.time())
+    headers = {
+        generic.ID_HEADER: "msg-zero",
+        generic.TIMESTAMP_HEADER: f"0{at}",
+        generic.SIGNATURE_HEADER: generic.sign(GENERIC_SECRET, "msg-zero", at, payload),
+    }
+    response = await hooks.post("/v1/webhooks/generic", data=payload, headers=headers)
+    assert response.status == 401
+    assert producer.events() == []
+    headers[generic.TIMESTAMP_HEADER] = str(at)  # as signed: accepted
+    assert (await hooks.post("/v1/webhooks/generic", data=payload, headers=headers)).status == 200
