@@ -106,26 +106,36 @@ def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
 
 
 def has_control(text: str) -> bool:
-    """True when `text` holds a control character (C0, DEL, C1) or a line/paragraph separator.
+    """True when `text` holds a control character (C0, DEL, C1), a line/paragraph separator,
+    or an invisible format character (Unicode category Cf: zero-width spaces and joiners,
+    the bidirectional marks, embeddings, overrides and isolates such as U+202E, U+FEFF).
 
-    Such ids end up in Kafka keys, Redis keys and HTTP headers of handoffs, where they are
-    forbidden ("Forbidden control character in headers") and would fail at the notifier for
-    good; they are refused at the door instead.
+    Control characters end up in Kafka keys, Redis keys and HTTP headers of handoffs, where
+    they are forbidden ("Forbidden control character in headers") and would fail at the
+    notifier for good. Format characters pass there but reach sales: `u1` + U+200B looks like
+    `u1` and is another lead, and U+202E shows `moc.evil@x` reversed as a trusted address.
+    Both are refused at the door instead.
     """
-    return any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in text)
+    return any(unicodedata.category(c) in ("Cc", "Cf") or c in "\u2028\u2029" for c in text)
 
 
 def check_text(name: str, text: str) -> str:
-    """`text`, or SchemaViolationError naming the field when it holds a control character."""
+    """`text`, or SchemaViolationError naming the field when it holds a control or an
+    invisible format character (`has_control`)."""
     if has_control(text):
-        raise SchemaViolationError(f"{name}: control characters are not allowed")
+        raise SchemaViolationError(
+            f"{name}: control characters and invisible or direction-changing characters "
+            "(Unicode Cc, Cf) are not allowed"
+        )
     return text
 
 
 def _check_keys(name: str, data: Mapping[str, Any]) -> None:
     for key in data:
         if isinstance(key, str) and has_control(key):
-            raise SchemaViolationError(f"{name}: a key holds control characters")
+            raise SchemaViolationError(
+                f"{name}: a key holds control characters or invisible format characters"
+            )
 
 
 def split_body(call: str, body: Any, max_events: int) -> Batch:

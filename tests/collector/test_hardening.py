@@ -22,12 +22,13 @@ from stream.collector.service import CollectorOptions
 from stream.collector.webhooks import generic
 from stream.settings import Settings
 
-from .conftest import FakeProducer, start_server
+from .conftest import BROWSER_KEY, FakeProducer, basic, start_server, track
 from .test_webhooks import (
     GENERIC_SECRET,
     MAILGUN_KEY,
     PUBLIC_KEY,
     mailgun_event,
+    mailgun_payload,
     sendgrid_events,
     sendgrid_sign,
 )
@@ -158,3 +159,58 @@ async def test_generic_timestamp_is_verified_as_sent(hooks: Client, producer: Fa
     assert producer.events() == []
     headers[generic.TIMESTAMP_HEADER] = str(at)  # as signed: accepted
     assert (await hooks.post("/v1/webhooks/generic", data=payload, headers=headers)).status == 200
+
+
+# -- 7a. Invisible and direction-reversing characters in ids -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        track(anonymousId="anon-1\u200b"),  # zero-width space: looks like anon-1
+        track(userId="\u202emoc.rekcah@ecila"),  # right-to-left override
+        track(userId="u-1\u2066x\u2069"),  # isolates
+        track(messageId="m-\ufeff1"),  # byte-order mark
+        track(event="Demo\u200d Requested"),  # zero-width joiner
+        track(context={"traits": {"email": "ada\u200c@acme.io"}}),
+        track(properties={"asset_id": "e-1", "key\u200e": 1}),  # left-to-right mark in a key
+        track(context={"groupId": "acme\u00ad"}),  # soft hyphen
+    ],
+)
+async def test_invisible_characters_are_400_and_dead_lettered(
+    client: Client, producer: FakeProducer, message: dict[str, Any]
+) -> None:
+    response = await client.post(
+        "/v1/track", data=orjson.dumps(message), headers=basic(BROWSER_KEY)
+    )
+    assert response.status == 400
+    body = await response.json()
+    assert body["code"] == "schema_violation"
+    assert "invisible or direction-changing characters" in body["message"] or (
+        "invisible format characters" in body["message"]
+    )
+    assert producer.events() == []
+    [letter] = producer.deadletters()
+    assert dict(letter.headers)["reason"] == b"schema_violation"
+    assert b"invisible" in dict(letter.headers)["error"]
+
+
+async def test_invisible_characters_in_a_batch_dead_letter_that_event_only(
+    client: Client, producer: FakeProducer
+) -> None:
+    body = {"batch": [track(messageId="ok"), track(userId="u\u202e1", messageId="bidi")]}
+    response = await client.post("/v1/batch", data=orjson.dumps(body), headers=basic(BROWSER_KEY))
+    assert response.status == 200
+    assert [e["event_id"] for e in producer.events()] == ["ok"]
+    assert producer.reasons() == ["schema_violation"]
+
+
+async def test_invisible_characters_in_webhook_ids_are_dead_lettered(
+    hooks: Client, producer: FakeProducer
+) -> None:
+    data = mailgun_event("opened", **{"user-variables": {"user_id": "u-77\u200b"}})
+    assert (await hooks.post("/v1/webhooks/mailgun", data=mailgun_payload(data))).status == 200
+    data = mailgun_event("opened", recipient="\u202ebob@acme.io")
+    assert (await hooks.post("/v1/webhooks/mailgun", data=mailgun_payload(data))).status == 200
+    assert producer.events() == []
+    assert producer.reasons() == ["schema_violation", "schema_violation"]
