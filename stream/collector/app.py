@@ -30,6 +30,7 @@ from stream.collector.responses import error_response, timed_out, unavailable
 from stream.collector.segment import (
     BatchTooLargeError,
     Rejected,
+    Source,
     body_write_key,
     parse_json,
     process,
@@ -233,8 +234,12 @@ def _segment_handler(
         source = collector.source(write_key_of(request))
         if source is None and ("Authorization" in request.headers or "writeKey" in request.query):
             return error_response(401, "unknown_source", "unknown write key")
-        if source is not None and (wait := collector.limiter.retry_after(source.namespace)):
-            return error_response(429, "rate_limited", "rate limit", {"Retry-After": str(wait)})
+        if source is not None:
+            if wait := collector.limiter.retry_after(source.namespace):
+                return error_response(429, "rate_limited", "rate limit", {"Retry-After": str(wait)})
+            # Every request costs at least one event, valid or not: an invalid body must not be
+            # free (issue 28: 100 of 100 broken bodies passed a 5/s limit).
+            collector.limiter.charge(source.namespace, 1)
         body_bytes = b""
         try:
             body_bytes = await read_body(
@@ -255,26 +260,29 @@ def _segment_handler(
         except InvalidJsonError as exc:  # not gzip, or an encoding we do not speak
             if source is None:
                 return _missing_key()
-            return await _reject_body(collector, body_bytes, exc)
+            return await _reject_body(collector, body_bytes, exc, source)
         try:
             body = parse_json(raw)
         except InvalidJsonError as exc:
             if source is None:
                 return _missing_key()
-            return await _reject_body(collector, raw, exc)
+            return await _reject_body(collector, raw, exc, source)
         if source is None:
             source = collector.source(body_write_key(body))
             if source is None:
                 return _missing_key()
             if wait := collector.limiter.retry_after(source.namespace):
                 return error_response(429, "rate_limited", "rate limit", {"Retry-After": str(wait)})
+            collector.limiter.charge(source.namespace, 1)
         try:
             batch = split_body(call, body, settings.max_batch_events)
         except BatchTooLargeError as exc:
             return error_response(400, exc.reason, str(exc))
         except SchemaViolationError as exc:
-            return await _reject_body(collector, raw, exc)
-        collector.limiter.charge(source.namespace, len(batch.messages))
+            return await _reject_body(collector, raw, exc, source)
+        # One event was charged for the request; the others of a batch now (rejected ones too:
+        # each may become a dead letter).
+        collector.limiter.charge(source.namespace, max(0, len(batch.messages) - 1))
         outcomes = process(
             batch,
             call,
@@ -303,11 +311,11 @@ def _missing_key() -> web.Response:
 
 
 async def _reject_body(
-    collector: Collector, raw: bytes, error: LeadstreamError
+    collector: Collector, raw: bytes, error: LeadstreamError, source: Source
 ) -> web.StreamResponse:
-    """400 for a body that cannot be read at all, after dead-lettering it."""
+    """400 for a body that cannot be read at all, after dead-lettering an excerpt of it."""
     try:
-        await collector.deadletter(raw, error)
+        await collector.refused_body(raw, error, source)
     except KafkaUnavailableError as exc:
         return unavailable(exc)
     return error_response(400, error.reason, str(error))

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from stream.collector.app import create_app, create_internal_app
+from stream.collector.service import EXCERPT_BYTES
 from stream.settings import Settings
 
 from .conftest import (
@@ -218,8 +219,10 @@ async def test_unreadable_bodies_are_400_and_dead_lettered(
     assert response.status == 400
     assert (await response.json())["code"] == "invalid_json"
     [dead] = producer.deadletters()
-    assert dead.value == raw
+    assert dead.value == raw[:EXCERPT_BYTES]  # the body itself when small, else its start
     assert dict(dead.headers)["reason"] == b"invalid_json"
+    if len(raw) > EXCERPT_BYTES:
+        assert dict(dead.headers)["body_bytes"] == str(len(raw)).encode()
 
 
 @pytest.mark.parametrize("body", [[1, 2], "a string", 3, None, {"batch": "nope"}, {"nobatch": []}])

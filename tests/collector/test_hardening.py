@@ -1,6 +1,6 @@
 """Hostile requests of issue 28 against the collector, each with the refusal it must get: a
-Mailgun token re-split across the timestamp, non-canonical provider timestamps, a dead-letter
-flood with a public browser key, invisible and direction-reversing characters in ids."""
+Mailgun token re-split across the timestamp, non-canonical provider timestamps, invisible and
+direction-reversing characters in ids, a dead-letter flood with a public browser key."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from stream.collector.app import create_app
-from stream.collector.service import CollectorOptions
+from stream.collector.app import COLLECTOR, create_app
+from stream.collector.limits import RateLimiter
+from stream.collector.service import EXCERPT_BYTES, CollectorOptions
 from stream.collector.webhooks import generic
 from stream.settings import Settings
 
@@ -214,3 +215,92 @@ async def test_invisible_characters_in_webhook_ids_are_dead_lettered(
     assert (await hooks.post("/v1/webhooks/mailgun", data=mailgun_payload(data))).status == 200
     assert producer.events() == []
     assert producer.reasons() == ["schema_violation", "schema_violation"]
+
+
+# -- 2. The dead-letter topic cannot be filled with a public browser key -------------------------
+
+
+@pytest.fixture
+async def limited(
+    unit_settings: Settings, producer: FakeProducer, redis_client: aioredis.Redis
+) -> AsyncIterator[Client]:
+    """The app with a 5 events/s limit per key on a clock that does not move: the bucket holds
+    5 events and never refills, so what passes does not depend on how fast the test runs."""
+    settings = unit_settings.replace(rate_limit_per_second=5.0)
+    app = create_app(settings, producer, redis=redis_client)
+    app[COLLECTOR].limiter = RateLimiter(5.0, clock=lambda: 0.0)
+    async with TestClient(await start_server(app)) as client:
+        yield client
+
+
+BROKEN = b'{"batch": [' + b"x" * 490_000  # 490 KB that is not JSON
+
+
+async def test_broken_bodies_are_charged_and_store_an_excerpt(
+    limited: Client, producer: FakeProducer
+) -> None:
+    """The finding: 200 requests of 490 KB of broken JSON with a browser key stored 98 MB of
+    dead letters, and 100 of 100 passed a 5/s limit. Now each is charged like an event and
+    leaves a dead letter of at most EXCERPT_BYTES that says what was refused and why."""
+    statuses = []
+    for _ in range(40):
+        response = await limited.post("/v1/batch", data=BROKEN, headers=basic(BROWSER_KEY))
+        statuses.append(response.status)
+    assert statuses.count(400) == 5 and statuses.count(429) == 35
+    letters = producer.deadletters()
+    assert len(letters) == 5
+    assert sum(len(letter.value) for letter in letters) == 5 * EXCERPT_BYTES
+    meta = {k: v.decode() for k, v in letters[0].headers}
+    assert meta["reason"] == "invalid_json" and meta["stage"] == "collector"
+    assert meta["body_bytes"] == str(len(BROKEN)) and meta["excerpt"] == "true"
+    assert meta["source"] == "website" and "not valid JSON" in meta["error"]
+    assert letters[0].value == BROKEN[:EXCERPT_BYTES]
+    # the key's budget is spent: a valid event is refused too, until it refills
+    valid = await limited.post("/v1/t", data=orjson.dumps(track()), headers=basic(BROWSER_KEY))
+    assert valid.status == 429
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "reason"),
+    [
+        (orjson.dumps("x" * 400_000), {}, "schema_violation"),  # JSON, but not an object
+        (orjson.dumps({"batch": "x" * 400_000}), {}, "schema_violation"),
+        (b"\x1f\x8b" + b"x" * 400_000, {"Content-Encoding": "gzip"}, "invalid_json"),
+    ],
+)
+async def test_unreadable_bodies_store_an_excerpt(
+    limited: Client, producer: FakeProducer, body: bytes, headers: dict[str, str], reason: str
+) -> None:
+    response = await limited.post("/v1/batch", data=body, headers={**basic(BROWSER_KEY), **headers})
+    assert response.status == 400
+    [letter] = producer.deadletters()
+    assert letter.value == body[:EXCERPT_BYTES]
+    meta = {k: v.decode() for k, v in letter.headers}
+    assert (meta["reason"], meta["body_bytes"]) == (reason, str(len(body)))
+
+
+async def test_an_oversized_event_in_a_batch_stores_an_excerpt(
+    limited: Client, producer: FakeProducer
+) -> None:
+    big = track(messageId="big", properties={"pad": "x" * 400_000})
+    body = orjson.dumps({"batch": [track(messageId="ok"), big]})
+    response = await limited.post("/v1/batch", data=body, headers=basic(BROWSER_KEY))
+    assert response.status == 200
+    assert [e["event_id"] for e in producer.events()] == ["ok"]
+    [letter] = producer.deadletters()
+    meta = {k: v.decode() for k, v in letter.headers}
+    assert meta["reason"] == "size_violation" and meta["excerpt"] == "true"
+    assert int(meta["body_bytes"]) > 400_000 and len(letter.value) == EXCERPT_BYTES
+    assert letter.key == b"anon-1"  # still says whose it was
+
+
+async def test_small_rejected_events_keep_their_bytes(
+    limited: Client, producer: FakeProducer
+) -> None:
+    """An event within the size limit is dead-lettered whole, as before: it can be re-posted."""
+    bad = track(messageId="bad", userId={"not": "an id"})
+    body = orjson.dumps({"batch": [bad]})
+    assert (await limited.post("/v1/batch", data=body, headers=basic(BROWSER_KEY))).status == 200
+    [letter] = producer.deadletters()
+    assert letter.value == orjson.dumps(bad)
+    assert "excerpt" not in dict(letter.headers)
