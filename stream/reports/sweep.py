@@ -20,7 +20,7 @@ from typing import Any
 
 from stream.reports.errors import ReportError
 from stream.reports.history import History
-from stream.reports.runs import Run, run_model, with_thresholds
+from stream.reports.runs import Run, is_stage_change, run_model, with_thresholds
 from stream.reports.stats import f1, percentile, ratio
 
 DEFAULT_GRID = (20.0, 80.0, 5.0)
@@ -100,7 +100,8 @@ class GradeSweep:
     positives: frozenset[str]
     mqls: dict[float, frozenset[str]]
     mql_counts: dict[float, int]
-    """All MQL transitions of the replay at that threshold (every grade): the volume."""
+    """Transitions into mql of the replay at that threshold (every grade): the volume. An SLA
+    escalation of a lead sitting in mql (`to` = mql, reason sla_breached) is not one."""
 
     def rows(self, weights: Mapping[str, int] | None = None) -> list[tuple[float, int, int, int]]:
         """(threshold, tp, fp, fn) per threshold; `weights` counts leads (a bootstrap sample)."""
@@ -143,7 +144,9 @@ def sweep_grade(
         model = with_thresholds(base.model, {**thresholds, grade: th}, f"{grade.lower()}{th:g}")
         run = base if th == thresholds[grade] else run_model(history, model)
         sweep.mqls[th] = _mql_leads(run, population)
-        sweep.mql_counts[th] = sum(1 for tr in run.transitions if tr["to"] == "mql")
+        sweep.mql_counts[th] = sum(
+            1 for tr in run.transitions if tr["to"] == "mql" and is_stage_change(tr)
+        )
 
     low, high, step = grid
     at(float(thresholds[grade]))  # the current threshold: the history's own replay

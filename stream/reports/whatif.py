@@ -199,6 +199,13 @@ def _retimed(
     return None
 
 
+def _first_handoff(items: Sequence[dict[str, Any]]) -> float | None:
+    """When the lead first entered a handoff stage (an escalation there is not an entry)."""
+    return next(
+        (tr["t"] for tr in items if tr["to"] in HANDOFF_STAGES and is_stage_change(tr)), None
+    )
+
+
 def changed_leads(
     runs: Mapping[str, Run], history: History
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -215,8 +222,8 @@ def changed_leads(
             if moved is not None:
                 retimed.append(moved)
             continue
-        first_b = next((tr["t"] for tr in base if tr["to"] in HANDOFF_STAGES), None)
-        first_c = next((tr["t"] for tr in cand if tr["to"] in HANDOFF_STAGES), None)
+        first_b = _first_handoff(base)
+        first_c = _first_handoff(cand)
         shift = abs(first_b - first_c) if first_b is not None and first_c is not None else 0.0
         out.append(
             {

@@ -13,6 +13,7 @@ from stream.cli import main
 from stream.reports.errors import ReportError
 from stream.reports.history import History
 from stream.reports.review import ReviewOptions, review
+from stream.reports.runs import run_model
 from stream.reports.sweep import Objective, parse_grid
 from stream.scoring.model import default_model
 
@@ -108,3 +109,18 @@ def test_review_command(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "--objective 'f2'" in bad.output
     bad = CliRunner().invoke(main, ["review", str(events), "--model", str(tmp_path / "x.yaml")])
     assert bad.exit_code == 1 and "cannot read the model file" in bad.output
+
+
+def test_mql_volume_counts_entries_into_mql_not_sla_escalations(summary: dict[str, Any]) -> None:
+    # outcome_history: peaks 35..70 enter mql (36 transitions into mql); the 15 rejected leads'
+    # 1-day SLA escalates while they sit in mql (15 more transitions with to == "mql")
+    lines, _ = outcome_history(cut=50)
+    run = run_model(History.from_lines(lines), default_model())
+    into_mql = [tr for tr in run.transitions if tr["to"] == "mql" and tr["from"] != "mql"]
+    escalations = [tr for tr in run.transitions if tr["reason"] == "sla_breached"]
+    assert len(into_mql) == 36 and len(escalations) == 15
+    assert all(tr["to"] == "mql" for tr in escalations)  # they stay in their stage
+    table = {row["threshold"]: row for row in summary["suggestions"]["A"]["table"]}
+    assert table[35.0]["mql_volume"] == 36
+    assert table[50.0]["mql_volume"] == 21
+    assert summary["suggested_volume"]["baseline_mqls"] == 36
