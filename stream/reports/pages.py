@@ -129,7 +129,10 @@ def whatif_page(s: Mapping[str, Any]) -> str:
                 "Days from first touch to MQL",
                 {"baseline": b["days_to_mql"], "candidate": c["days_to_mql"]},
                 "days from the lead's first event to its first MQL",
+                "leads that became MQLs, cumulative",
             ),
+            "Leads counted, not shares of each side's own MQLs: a model that hands over fewer "
+            "leads cannot look faster by dropping its slow ones. "
             f"Median: baseline {num(b['median_days_to_mql'])} d, "
             f"candidate {num(c['median_days_to_mql'])} d.",
         )
@@ -306,10 +309,13 @@ def review_page(s: Mapping[str, Any]) -> str:
                 "Hours from handoff to the first sales answer",
                 {"handoffs answered": sla["hours_to_first_touch"]},
                 "hours",
+                "share of handoffs with an SLA, cumulative",
+                per=sla["met"] + sla["missed"] + sla["untouched"],
                 marks={"1 h": 1.0, "4 h": 4.0, "1 day": 24.0},
             ),
-            f"Within SLA {sla['met']}, late {sla['missed']}, never answered {sla['untouched']}; "
-            f"{sla['escalations']} SLA escalations in the replay.",
+            "Shares of every handoff with an SLA, so the curve stops below 100 % by the ones "
+            f"never answered. Within SLA {sla['met']}, late {sla['missed']}, never answered "
+            f"{sla['untouched']}; {sla['escalations']} SLA escalations in the replay.",
         )
     )
     body.append("<h2>Precision and recall of the current thresholds</h2>")

@@ -140,14 +140,25 @@ def lines_by_day(
         return to_svg(fig)
 
 
+def cumulative(values: Sequence[float], per: int | None = None) -> tuple[list[float], list[float]]:
+    """The points of a cumulative step curve: how many values are at or below each x, as a
+    count, or as a share of `per` (a population both curves of one plot share, so a side
+    with fewer values can never look faster just because its own total is smaller)."""
+    ordered = sorted(values)
+    return ordered, [(i + 1) / per if per else float(i + 1) for i in range(len(ordered))]
+
+
 def distributions(
     title: str,
     values: Mapping[str, Sequence[float]],
     xlabel: str,
+    ylabel: str,
+    *,
+    per: int | None = None,
     marks: Mapping[str, float] | None = None,
 ) -> str:
-    """Empirical cumulative distributions (time to MQL, hours to first sales touch); `marks`
-    draws vertical reference lines (SLAs)."""
+    """Cumulative step curves (time to MQL, hours to first sales touch), counts or shares of
+    one common population `per`; `marks` draws vertical reference lines (SLAs)."""
     with matplotlib.rc_context(RC):
         fig, (ax,) = _figure()
         ax.set_title(title, loc="left", fontweight="bold")
@@ -157,17 +168,17 @@ def distributions(
         for (name, data), color in zip(
             values.items(), (BASELINE, CANDIDATE, *SERIES[2:]), strict=False
         ):
-            ordered = sorted(data)
-            if not ordered:
+            if not data:
                 continue
-            ys = [(i + 1) / len(ordered) for i in range(len(ordered))]
-            ax.step(ordered, ys, where="post", color=color, label=f"{name} (n={len(ordered)})")
+            xs, ys = cumulative(data, per)
+            ax.step(xs, ys, where="post", color=color, label=f"{name} (n={len(xs)})")
         for label, x in (marks or {}).items():
             ax.axvline(x, color="#c44e52", lw=1, ls=":")
             ax.text(x, 0.02, f" {label}", color="#c44e52", fontsize=7, rotation=90, va="bottom")
-        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+        if per:
+            ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("share of leads, cumulative")
+        ax.set_ylabel(ylabel)
         ax.legend(loc="lower right")
         return to_svg(fig)
 

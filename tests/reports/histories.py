@@ -80,11 +80,12 @@ def event(kind: str, us: int, user: str, **fields: Any) -> dict[str, Any]:
 
 
 def lead_events(
-    user: str, peak: int, start_us: int, traits: dict[str, Any]
+    user: str, peak: int, start_us: int, traits: dict[str, Any], delay_us: int = 60_000_000
 ) -> list[dict[str, Any]]:
-    """One lead: identify with its profile, then its burst of scoring events at one instant."""
+    """One lead: identify with its profile, then (`delay_us` later, a minute by default) its
+    burst of scoring events at one instant."""
     events = [event("identify", start_us, user, traits=traits)]
-    burst = start_us + 60_000_000
+    burst = start_us + delay_us
     events.extend(event(kind, burst, user, properties=props) for kind, props in recipe(peak))
     return events
 
@@ -144,4 +145,20 @@ def outcome_history(
             answer = start + (2 if good else 30) * HOUR_US
             events.extend(sales_answer(user, answer, good))
         known[user] = peak
+    return by_time(events), known
+
+
+def pace_history(slow_days: int = 5) -> tuple[list[str], dict[str, int]]:
+    """Grade A leads: peaks 45..54 score a minute after their first touch, peaks 35..44 only
+    `slow_days` later. Under A 35 all twenty become MQLs, under A 45 only the ten fast ones.
+
+    Returns the lines and, by lead id, the days from first touch to MQL under A 35.
+    """
+    events: list[dict[str, Any]] = []
+    known: dict[str, int] = {}
+    for index, peak in enumerate(range(35, 55)):
+        user = f"u-pace{peak}"
+        delay = 60_000_000 if peak >= 45 else slow_days * US_PER_DAY
+        events.extend(lead_events(user, peak, spread(index), GRADE_A, delay))
+        known[user] = 0 if peak >= 45 else slow_days
     return by_time(events), known

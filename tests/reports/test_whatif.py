@@ -176,3 +176,40 @@ def test_a_lead_that_only_gets_there_later_is_listed_as_retimed() -> None:
     assert moved["shift_days"] == pytest.approx(2 - 1 / 1440, abs=1e-3)  # burst was +1 min
     assert summary["metrics"]["leads_retimed"] == 1
     assert summary["metrics"]["median_retime_days"] == moved["shift_days"]
+
+
+def test_time_to_mql_curves_compare_leads_not_each_sides_own_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stricter candidate drops the slow MQLs: normalised to its own count its curve rose
+    faster than the baseline's. Both curves must count the same thing (leads), so the
+    candidate's can never lie above the baseline's when it hands over a subset, later or not
+    at all."""
+    from matplotlib.axes import Axes
+
+    from stream.reports.pages import whatif_page
+
+    from .histories import pace_history
+
+    lines, _ = pace_history()
+    hist = History.from_lines(lines)
+    model = default_model()
+    summary = compare(hist, run_model(hist, model), run_model(hist, _a45(model)))
+    assert (summary["baseline"]["mql_leads"], summary["candidate"]["mql_leads"]) == (20, 10)
+    drawn: dict[str, tuple[list[float], list[float]]] = {}
+    step = Axes.step
+
+    def record(self: Axes, x: Any, y: Any, *args: Any, **kwargs: Any) -> Any:
+        drawn[str(kwargs.get("label", "")).split(" ")[0]] = (list(x), list(y))
+        return step(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "step", record)
+    whatif_page(summary)
+    (bx, by), (cx, cy) = drawn["baseline"], drawn["candidate"]
+
+    def height(xs: list[float], ys: list[float], at: float) -> float:
+        return max((y for x, y in zip(xs, ys, strict=True) if x <= at), default=0.0)
+
+    for at in sorted({*bx, *cx}):
+        assert height(cx, cy, at) <= height(bx, by, at), at
+    assert by[-1] == 20 and cy[-1] == 10  # the curves end at each side's MQL leads
