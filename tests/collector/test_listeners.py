@@ -180,6 +180,7 @@ async def test_a_hundred_bodies_at_two_bytes_a_second_are_all_cut_off(serving: S
         ({"write_keys": ""}, "LEADSTREAM_WRITE_KEYS is empty"),
         ({"write_keys": "change-me-browser=website:browser"}, "WRITE_KEYS holds a placeholder"),
         ({"write_keys": "short=website:browser"}, "WRITE_KEYS: a key of 5 characters"),
+        ({"write_keys": "YOUR_WRITE_KEY_HERE_123=website:browser"}, "too easy to guess"),
         ({"generic_webhook_secret": "whsec_change-me"}, "GENERIC_WEBHOOK_SECRET"),
         ({"generic_webhook_secret": "whsec_c2l4Ynl0ZQ=="}, "key of 7 bytes is too short"),
         ({"mailgun_signing_key": "key-123"}, "MAILGUN_SIGNING_KEY"),

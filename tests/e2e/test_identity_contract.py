@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -43,7 +44,7 @@ from tests.kafka_helpers import headers_of, read_all
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 BROWSER, SERVER = "browser", "server"  # which write key a call uses (send_all maps them)
-SECRET = "e2e-identity-secret-0123456789abcdef"
+SECRET = secrets.token_urlsafe(32)  # random: the collector and worker refuse guessable ones
 VP = {"title": "VP Engineering", "seniority": "vp", "employees": 800, "industry": "software",
       "country": "US", "email_type": "business"}  # fmt: skip
 STUDENT = {"title": "Student", "seniority": "student"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,7 +29,8 @@ from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.e2e
 
-BROWSER_KEY = "e2e-real-clients-browser-key"  # added to the dev keys by `settings` below
+# Random: the collector refuses guessable keys. Added to the dev keys by `settings` below.
+BROWSER_KEY = "e2e-browser-" + secrets.token_urlsafe(24)
 FIT = {  # a decision maker at a target company: grade A
     "title": "CTO",
     "seniority": "c_level",

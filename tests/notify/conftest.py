@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from multidict import CIMultiDict
 
 from stream.notify.sinks import Handoff
 
-SECRET = "whsec_" + base64.b64encode(b"leadstream-notifier-test-secret!").decode()
-SECRET_NEW = "whsec_bmV3LXNlY3JldC1mb3Itcm90YXRpb24tdGVzdHM="
+# Random key bytes: the notifier refuses typed ones (issue 28).
+SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+SECRET_NEW = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 def handoff_data(lead_id: str = "lead-1", seq: int = 1, **overrides: Any) -> dict[str, Any]:
