@@ -15,6 +15,7 @@ import click
 
 from stream import logs
 from stream.errors import LeadstreamError
+from stream.redact import redact_url
 from stream.settings import ENV_PREFIX, Settings, check_environment, describe
 
 
@@ -135,7 +136,7 @@ def dev_up() -> None:
     env.up()
     status = env.status()
     click.echo(f"Kafka  {settings.kafka_bootstrap}   log {status.kafka_log}")
-    click.echo(f"Redis  {settings.redis_url}   log {status.redis_log}")
+    click.echo(f"Redis  {redact_url(settings.redis_url, keep_path=True)}   log {status.redis_log}")
     from stream.dev.credentials import FILE_NAME, dev_credentials
 
     dev_credentials(settings.dev_path)
@@ -178,7 +179,7 @@ def dev_status() -> None:
     )
     click.echo(
         f"Redis  {'running' if status.redis_running else 'stopped'}  "
-        f"{settings.redis_url}  log {status.redis_log}"
+        f"{redact_url(settings.redis_url, keep_path=True)}  log {status.redis_log}"
     )
     sys.exit(0 if status.kafka_running and status.redis_running else 3)
 

@@ -21,6 +21,7 @@ from stream.dev import DevEnvironment
 from stream.dev.process import free_port
 from stream.dev.receiver import WebhookReceiver
 from stream.lag import group_lag
+from stream.redact import redact_url
 from stream.scoring.events import STAGES
 from stream.settings import ENV_PREFIX, Settings
 from stream.store.redis import LeadStore
@@ -172,7 +173,10 @@ async def _demo(base: Settings, root: Path, *, leads: int, keep: bool) -> int:
     click.secho("1/5 starting Kafka and Redis (first run resolves Kafka with Maven) …", bold=True)
     env.up()
     await ensure_topics(settings)
-    click.echo(f"    Kafka {settings.kafka_bootstrap}, Redis {settings.redis_url}")
+    click.echo(
+        f"    Kafka {settings.kafka_bootstrap}, "
+        f"Redis {redact_url(settings.redis_url, keep_path=True)}"
+    )
     procs = Processes(settings, root / "logs")
     await receiver.start(receiver_port)
     try:

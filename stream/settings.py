@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import SettingsError
+from stream.redact import redact_url
 from stream.times import parse_duration
 
 ENV_PREFIX = "LEADSTREAM_"
@@ -45,7 +46,7 @@ class Settings:
     write_keys: str = _doc(
         "Accepted write keys as key=source:kind pairs, comma separated (kind: browser|server); "
         "no default: `leadstream dev up` writes development keys, production sets its own "
-        "(16 characters or more each).",
+        "(random, 128 bits or more each: `openssl rand -hex 24`).",
         default="",
     )
     max_event_bytes: int = _doc("Largest accepted single event, bytes.", default=32 * 1024)
@@ -316,8 +317,9 @@ class Settings:
                     "want host:port[,host:port]"
                 )
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            shown = redact_url(self.redis_url, keep_path=True)  # never its password
             raise SettingsError(
-                f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: want redis://host:port/db"
+                f"{ENV_PREFIX}REDIS_URL={shown!r}: want redis://[:password@]host:port/db"
             )
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT={self.log_format!r}: want text or json")
@@ -344,12 +346,15 @@ class Settings:
     def parsed_write_keys(self) -> dict[str, tuple[str, str]]:
         """write key -> (source name, kind); kind decides which event types a source may send."""
         keys: dict[str, tuple[str, str]] = {}
-        for item in comma_list(self.write_keys):
+        items = comma_list(self.write_keys)
+        for number, item in enumerate(items, 1):
             key, sep, rest = item.partition("=")
             source, _, kind = rest.partition(":")
             if not sep or not key or not source or kind not in {"browser", "server"}:
                 raise SettingsError(
-                    f"{ENV_PREFIX}WRITE_KEYS: {item!r} is not key=source:browser|server"
+                    f"{ENV_PREFIX}WRITE_KEYS: entry {number} of {len(items)} "
+                    f"{_write_key_problem(sep, key, source, kind)}: want "
+                    "key=source:browser|server (entries are not shown: they hold keys)"
                 )
             keys[key] = (source, kind)
         return keys
@@ -407,6 +412,20 @@ class Settings:
     @property
     def dev_path(self) -> Path:
         return Path(self.dev_dir).resolve()
+
+
+def _write_key_problem(sep: str, key: str, source: str, kind: str) -> str:
+    """What is wrong with a write-key entry, in words that quote no part of it that could be
+    the key (an entry typed the wrong way round holds the key after the `=`)."""
+    if not sep:
+        return "has no '='"
+    if not key:
+        return "has no key before '='"
+    if not source:
+        return "has no source name after '='"
+    if kind.isalpha() and len(kind) <= 10:
+        return f"has kind {kind!r}"
+    return "has no kind browser or server after the source"
 
 
 def comma_list(text: str) -> tuple[str, ...]:

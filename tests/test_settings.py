@@ -30,7 +30,7 @@ def test_environment_and_flags() -> None:
         ({"LEADSTREAM_PARTITIONS": "many"}, r"PARTITIONS='many': want a int"),
         ({"LEADSTREAM_PARTITIONS": "0"}, r"PARTITIONS=0: want 1 or more"),
         ({"LEADSTREAM_REDIS_URL": "localhost"}, r"REDIS_URL='localhost'"),
-        ({"LEADSTREAM_WRITE_KEYS": "abc"}, r"'abc' is not key=source:browser\|server"),
+        ({"LEADSTREAM_WRITE_KEYS": "abc"}, r"entry 1 of 1 has no '=': want key=source"),
         ({"LEADSTREAM_ALLOW_PRIVATE_URLS": "maybe"}, r"want a bool"),
         ({"LEADSTREAM_LOG_LEVEL": "loud"}, r"want debug, info"),
     ],
@@ -108,3 +108,64 @@ def test_bad_security_values_are_named(env: dict[str, str], message: str) -> Non
     with pytest.raises(SettingsError, match=message) as caught:
         Settings.from_env(env)
     assert "secret-token" not in str(caught.value)  # a token is never echoed
+
+
+# -- issue 28, item 4: a malformed secret is named, never shown ---------------------------------
+
+KEY = "Zq8sT1vK3mW9xB2nR7pL4cF6hJ0dG5yE"  # a well-made write key in a malformed entry
+PASSWORD = "hunter2-Zq8sT1vK3mW9"
+
+
+@pytest.mark.parametrize(
+    ("env", "secret", "named"),
+    [
+        ({"LEADSTREAM_WRITE_KEYS": f"{KEY}:website:browser"}, KEY, "WRITE_KEYS: entry 1 of 1"),
+        ({"LEADSTREAM_WRITE_KEYS": f"k1=web:browser,{KEY}=website:browsr"}, KEY, "entry 2 of 2"),
+        ({"LEADSTREAM_WRITE_KEYS": f"website:browser={KEY}"}, KEY, "WRITE_KEYS: entry 1"),
+        ({"LEADSTREAM_REDIS_URL": f"redis//:{PASSWORD}@redis:6379/0"}, PASSWORD, "***@redis"),
+        ({"LEADSTREAM_REDIS_URL": f"redis:/default:{PASSWORD}@redis/0"}, PASSWORD, "REDIS_URL"),
+        ({"LEADSTREAM_REDIS_URL": f"http://redis:6379/0?password={PASSWORD}"}, PASSWORD, "?***"),
+    ],
+)
+def test_settings_check_and_the_collector_name_a_malformed_secret_without_showing_it(
+    env: dict[str, str], secret: str, named: str
+) -> None:
+    """The finding: `settings --check` and the collector's startup error printed a malformed
+    write key in clear, and a malformed Redis URL with its password."""
+    from click.testing import CliRunner
+
+    from stream.cli import main
+
+    check = CliRunner().invoke(main, ["settings", "--check"], env=env)
+    assert check.exit_code == 1
+    assert named in check.output and secret not in check.output, check.output
+    collector = CliRunner().invoke(main, ["collector"], env=env)
+    assert collector.exit_code == 1
+    assert named in collector.output and secret not in collector.output, collector.output
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    assert secret not in str(caught.value)
+
+
+def test_dev_status_shows_the_redis_url_without_its_password(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from stream.cli import main
+
+    env = {
+        "LEADSTREAM_DEV_DIR": str(tmp_path),
+        "LEADSTREAM_REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:1/0",
+    }
+    result = CliRunner().invoke(main, ["dev", "status"], env=env)
+    assert "redis://***@127.0.0.1:1/0" in result.output and PASSWORD not in result.output
+
+
+def test_a_refused_webhook_url_is_named_without_its_secret_path() -> None:
+    """A Slack incoming-webhook URL is a credential: its path is the secret."""
+    from stream.errors import UnsafeUrlError
+    from stream.notify.ssrf import check_url
+
+    url = "http://hooks.slack.com/services/T0000/B0000/XXXXsecretXXXX"
+    with pytest.raises(UnsafeUrlError) as caught:
+        check_url(url, allow_private=False)
+    assert "hooks.slack.com" in str(caught.value) and "XXXXsecretXXXX" not in str(caught.value)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from stream.errors import DeliveryError, UnsafeUrlError
+from stream.redact import redact_url
 
 # 408 Request Timeout and 429 Too Many Requests are the 4xx answers that invite a retry; every
 # other 4xx says the request itself is wrong, and sending it again cannot help.
@@ -93,7 +94,7 @@ def exception_error(exc: BaseException) -> DeliveryError:
     if isinstance(exc, UnsafeUrlError):
         return DeliveryError(str(exc), retriable=False)
     if isinstance(exc, aiohttp.InvalidURL):
-        return DeliveryError(f"invalid URL: {exc}", retriable=False)
+        return DeliveryError(f"invalid URL: {redact_url(str(exc.url))}", retriable=False)
     if isinstance(exc, TimeoutError):  # asyncio.TimeoutError and aiohttp's timeouts
         return DeliveryError(f"timeout: {type(exc).__name__}", retriable=True)
     if isinstance(exc, aiohttp.ClientError | OSError):

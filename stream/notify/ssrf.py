@@ -20,6 +20,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from stream.errors import UnsafeUrlError
+from stream.redact import redact_url
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -85,7 +86,7 @@ def check_url(url: str | URL, *, allow_private: bool) -> URL:
     allowed_schemes = {"https", "http"} if allow_private else {"https"}
     if parsed.scheme not in allowed_schemes:
         raise UnsafeUrlError(
-            f"{str(url)!r}: scheme {parsed.scheme!r} refused, want "
+            f"{redact_url(str(url))!r}: scheme {parsed.scheme!r} refused, want "
             + (
                 "http or https"
                 if allow_private
@@ -94,9 +95,9 @@ def check_url(url: str | URL, *, allow_private: bool) -> URL:
         )
     host = (parsed.host or "").rstrip(".").lower()
     if not host:
-        raise UnsafeUrlError(f"{str(url)!r}: no host")
+        raise UnsafeUrlError(f"{redact_url(str(url))!r}: no host")
     if host in METADATA_HOSTNAMES:
-        raise UnsafeUrlError(f"{str(url)!r}: {host} is a cloud metadata host: refused")
+        raise UnsafeUrlError(f"{redact_url(str(url))!r}: {host} is a cloud metadata host: refused")
     ip = _ip_literal(host)
     if ip is not None:
         check_address(host, ip, allow_private=allow_private)
