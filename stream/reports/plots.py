@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
+import matplotlib.transforms
 from matplotlib.figure import Figure
 
 BASELINE, CANDIDATE = "#4c72b0", "#dd8452"
@@ -140,6 +142,12 @@ def lines_by_day(
         return to_svg(fig)
 
 
+HOUR_TICKS = (
+    (0.0, "0"), (1.0, "1 h"), (4.0, "4 h"), (24.0, "1 d"), (72.0, "3 d"), (168.0, "1 w"),
+    (336.0, "2 w"), (720.0, "30 d"), (2160.0, "90 d"),
+)  # fmt: skip
+
+
 def cumulative(values: Sequence[float], per: int | None = None) -> tuple[list[float], list[float]]:
     """The points of a cumulative step curve: how many values are at or below each x, as a
     count, or as a share of `per` (a population both curves of one plot share, so a side
@@ -156,9 +164,13 @@ def distributions(
     *,
     per: int | None = None,
     marks: Mapping[str, float] | None = None,
+    hours: bool = False,
 ) -> str:
     """Cumulative step curves (time to MQL, hours to first sales touch), counts or shares of
-    one common population `per`; `marks` draws vertical reference lines (SLAs)."""
+    one common population `per`; `marks` draws vertical reference lines (SLAs), named on the
+    top of the plot; `hours` makes x an hours axis from minutes to weeks (linear below 1 h,
+    logarithmic above, ticks at 1 h, 4 h, 1 d, 3 d, 1 w …), so marks at 1 h and 4 h do not fall
+    on top of each other as they did on a linear axis of 200 hours."""
     with matplotlib.rc_context(RC):
         fig, (ax,) = _figure()
         ax.set_title(title, loc="left", fontweight="bold")
@@ -172,9 +184,17 @@ def distributions(
                 continue
             xs, ys = cumulative(data, per)
             ax.step(xs, ys, where="post", color=color, label=f"{name} (n={len(xs)})")
+        if hours:
+            longest = max(max(data, default=0.0) for data in values.values())
+            ax.set_xscale("symlog", linthresh=1.0)
+            ticks = [(h, text) for h, text in HOUR_TICKS if h <= max(longest, 24.0) * 1.5]
+            ax.set_xticks([h for h, _ in ticks], [text for _, text in ticks])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            ax.set_xlim(left=0)
+        over = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)
         for label, x in (marks or {}).items():
             ax.axvline(x, color="#c44e52", lw=1, ls=":")
-            ax.text(x, 0.02, f" {label}", color="#c44e52", fontsize=7, rotation=90, va="bottom")
+            ax.text(x, 1.0, f" {label}", color="#c44e52", fontsize=7, va="top", transform=over)
         if per:
             ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.set_xlabel(xlabel)
@@ -185,30 +205,40 @@ def distributions(
 
 def threshold_sweep(suggestion: Mapping[str, Any]) -> str:
     """Precision, recall and F1 against the threshold of one grade, with the current and the
-    suggested threshold, the suggestion's interval, and the MQL volume on a second axis."""
+    suggested threshold, the suggestion's interval, and the MQL volume on a second axis.
+
+    The legend sits under the plot, outside both axes: beside it, it covered the right axis's
+    label as soon as the volumes had three or four digits."""
     table = suggestion["table"]
     with matplotlib.rc_context(RC):
-        fig, (ax,) = _figure(7.5, 3.2)
+        fig, (ax,) = _figure(7.5, 3.6)
         ax.set_title(
             f"Grade {suggestion['grade']}: threshold against {suggestion['objective']}",
             loc="left",
             fontweight="bold",
         )
         xs = [row["threshold"] for row in table]
+        volume = ax.twinx()
+        volume.bar(
+            xs, [row["mql_volume"] for row in table], 0.8, color="#999", alpha=0.25,
+            label="MQLs in history (right axis)",
+        )  # fmt: skip
+        volume.set_ylabel("MQLs in history (all grades)", color="#777")
+        volume.grid(False)
         for key, color in (("precision", SERIES[0]), ("recall", SERIES[2]), ("f1", SERIES[3])):
             ys = [row[key] if row[key] is not None else float("nan") for row in table]
             ax.plot(xs, ys, "o-", ms=2.5, color=color, label=key, lw=1.4)
         ax.set_ylim(0, 1.05)
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.set_xlabel(f"MQL engagement threshold, grade {suggestion['grade']}")
-        ax.axvline(suggestion["current"], color="#555", ls="--", lw=1)
-        ax.text(suggestion["current"], 1.0, " current", fontsize=7, color="#555")
+        ax.axvline(suggestion["current"], color="#555", ls="--", lw=1, label="current")
         if suggestion["interval"]:
             low, high = suggestion["interval"]
-            ax.axvspan(low - 0.3, high + 0.3, color=SERIES[3], alpha=0.12, lw=0)
+            ax.axvspan(
+                low - 0.3, high + 0.3, color=SERIES[3], alpha=0.12, lw=0, label="95 % interval"
+            )
         if suggestion["suggested"] is not None:
-            ax.axvline(suggestion["suggested"], color=SERIES[3], lw=1.5)
-            ax.text(suggestion["suggested"], 0.9, " suggested", fontsize=7, color=SERIES[3])
+            ax.axvline(suggestion["suggested"], color=SERIES[3], lw=1.5, label="suggested")
         else:
             ax.text(
                 0.5,
@@ -218,11 +248,11 @@ def threshold_sweep(suggestion: Mapping[str, Any]) -> str:
                 transform=ax.transAxes,
                 color="#777",
             )
-        volume = ax.twinx()
-        volume.bar(xs, [row["mql_volume"] for row in table], 0.8, color="#999", alpha=0.25)
-        volume.set_ylabel("MQLs in history (all grades)", color="#777")
-        volume.grid(False)
         ax.set_zorder(volume.get_zorder() + 1)
         ax.patch.set_visible(False)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.08, 1.0))
+        handles, labels = ax.get_legend_handles_labels()
+        more, more_labels = volume.get_legend_handles_labels()
+        fig.legend(
+            handles + more, labels + more_labels, loc="outside lower center", ncol=4, fontsize=8
+        )
         return to_svg(fig)
