@@ -123,9 +123,16 @@ def create_app(
     return app
 
 
-def create_internal_app(settings: Settings) -> web.Application:
-    """The internal listener's app: the lead API (bearer token with a scope) and /metrics."""
-    app = web.Application()
+def create_internal_app(
+    settings: Settings, *, deadline: HeaderDeadline | None = None
+) -> web.Application:
+    """The internal listener's app: the lead API (bearer token with a scope) and /metrics.
+
+    `deadline` (from `run`) disarms the header timeout when a request's headers are in, as on
+    the public listener: "internal" is a network boundary, not a promise that every client on
+    it is well-behaved (issue 28: 100 connections trickling headers were held 84.5 s).
+    """
+    app = web.Application(middlewares=[deadline.middleware()] if deadline is not None else [])
     add_lead_routes(app, settings)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
@@ -153,6 +160,7 @@ async def run(settings: Settings) -> None:
         await ensure_topics(settings)
     except (KafkaError, OSError) as exc:  # serve anyway: requests answer 503 until Kafka is back
         log.warning("could not check topics (Kafka at %s): %s", settings.kafka_bootstrap, exc)
+    # One header deadline for both listeners: the same slow-client limits on each.
     deadline = HeaderDeadline(settings.header_timeout_seconds)
     in_flight = InFlight()
     app = create_app(settings, producer, options=options, deadline=deadline, in_flight=in_flight)
@@ -169,8 +177,9 @@ async def run(settings: Settings) -> None:
         **runner_options(settings),
     )
     internal = web.AppRunner(
-        create_internal_app(settings),
+        create_internal_app(settings, deadline=deadline),
         handle_signals=False,
+        keepalive_timeout=settings.header_timeout_seconds,
         **runner_options(settings, internal=True),
     )
     await runner.setup()
@@ -183,7 +192,7 @@ async def run(settings: Settings) -> None:
         site = GuardedSite(runner, settings.collector_host, settings.collector_port, deadline)
         await site.start()
         host, port = settings.collector_internal_host, settings.collector_internal_port
-        await web.TCPSite(internal, host, port).start()
+        await GuardedSite(internal, host, port, deadline).start()
         log.info(
             "collector listening on %s:%s (ingest), %s:%s (lead API, /metrics)",
             settings.collector_host,

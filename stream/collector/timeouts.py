@@ -1,5 +1,6 @@
-"""Header deadline for the public listener: a connection that does not send a request's
-headers in time is closed (slowloris), since aiohttp has no header timeout of its own.
+"""Header deadline for both of the collector's listeners (public ingest and internal lead API
+and /metrics): a connection that does not send a request's headers in time is closed
+(slowloris), since aiohttp has no header timeout of its own.
 
 The deadline is armed when a connection opens and again after every response; the first
 middleware disarms it when a request's headers have arrived (aiohttp calls the handler only

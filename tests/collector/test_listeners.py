@@ -137,6 +137,37 @@ async def test_many_slow_connections_are_all_closed(serving: Settings) -> None:
     assert (await get(f"http://127.0.0.1:{serving.collector_port}/healthz"))[0] == 200
 
 
+@pytest.mark.parametrize("listener", ["public", "internal"])
+async def test_a_hundred_connections_trickling_headers_are_closed_on_both_listeners(
+    serving: Settings, listener: str
+) -> None:
+    """The finding (issue 28): on the internal listener 100 connections trickling headers were
+    held for the whole 84.5 s test. Both listeners now close them at the header timeout (1 s
+    here), however the bytes trickle, and keep serving honest clients meanwhile."""
+    port = serving.collector_port if listener == "public" else serving.collector_internal_port
+
+    async def trickle() -> bool:
+        """True when the server closed the connection while headers were still trickling."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    if await asyncio.wait_for(reader.read(1), timeout=0.2) == b"":
+                        return True
+        except ConnectionError:
+            return True
+        finally:
+            writer.close()
+        return False  # 200 bytes at 5 a second (40 s) and still open
+
+    slow = [asyncio.create_task(trickle()) for _ in range(100)]
+    await asyncio.sleep(0.3)
+    assert (await get(f"http://127.0.0.1:{port}/healthz"))[0] == 200
+    assert all(await asyncio.gather(*slow))
+
+
 async def test_a_hundred_bodies_at_two_bytes_a_second_are_all_cut_off(serving: Settings) -> None:
     """The finding itself: 100 connections trickling a body were held open without a limit."""
     key = next(iter(serving.parsed_write_keys()))
