@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from stream.scoring.replay import replay_lines
 from tests.worker.cluster import CRM, SECRET, VP, WEB, Cluster, email_click, event
 from tests.worker.test_identity import apart
@@ -63,3 +65,30 @@ def test_a_fast_laned_visitor_that_identifies_is_handed_over_once() -> None:
     assert c.moves(user) == [(user, "anonymous", "sales_ready", "identified")]
     identified = next(t for t in c.transitions if t.lead_id == user)
     assert (identified.grade, identified.route, identified.priority) == ("A", "ae", "P1")
+
+
+def test_advancing_an_idle_partitions_clock_fires_its_due_ticks_like_a_later_event() -> None:
+    """The batch loop moves an idle partition's stream time by the wall clock itself
+    (`advance_clock`), where the per-record path sent a `clock` record through Kafka."""
+    by_clock, by_event = Cluster(1), Cluster(1)
+    for c in (by_clock, by_event):
+        mql(c, "quiet", "2026-03-02")
+    by_event.send(event("web.page_view", "2026-05-01T12:00:00Z", user="busy"), WEB)
+    at = event("web.page_view", "2026-05-01T12:00:00Z")["occurred_at"]
+    t_us = int(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() * 1_000_000)
+    emit = by_clock.pipeline.advance_clock(0, t_us)
+    by_clock._land(emit)
+
+    def moves(c: Cluster) -> list[tuple[float, str, str, str, float]]:
+        return [
+            (t.at, t.from_stage, t.to_stage, t.reason, t.engagement)
+            for t in c.transitions
+            if t.lead_id == "quiet"
+        ]
+
+    assert moves(by_clock) == moves(by_event)
+    assert moves(by_clock)[-1][3] == "decayed"
+    clocked, evented = by_clock.state("quiet"), by_event.state("quiet")
+    assert clocked is not None and evented is not None
+    assert (clocked.stage, clocked.clock) == (evented.stage, evented.clock)
+    assert by_clock.pipeline.advance_clock(0, t_us).transitions == []  # fired once
