@@ -14,6 +14,7 @@ from stream.redact import redact_url
 from stream.times import parse_duration
 
 ENV_PREFIX = "LEADSTREAM_"
+WORKER_INPUTS = ("stream", "batch")
 
 
 def _doc(text: str, **kwargs: Any) -> Any:
@@ -97,6 +98,14 @@ class Settings:
     rocksdb_block_cache_mib: int = _doc("RocksDB block cache per table partition, MiB.", default=16)
     rocksdb_write_buffer_mib: int = _doc(
         "RocksDB write buffer per table partition, MiB.", default=8
+    )
+    worker_input: str = _doc(
+        "How the worker reads its channel topics and leads.events.by_lead: `stream`, Faust's "
+        "per-record agent with Faust's tables; or `batch`, the consume loop with its own "
+        "stores and checkpoint (docs/worker.md). Both keep state in the same changelog "
+        "topics and commit in the same consumer group: stop every worker of a deployment, "
+        "then start them all with the new value (a group refuses a mix).",
+        default="stream",
     )
     worker_batch_max: int = _doc(
         "Most records the worker lands as one batch (produced, acknowledged and written to "
@@ -323,6 +332,10 @@ class Settings:
             )
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT={self.log_format!r}: want text or json")
+        if self.worker_input not in WORKER_INPUTS:
+            raise SettingsError(
+                f"{ENV_PREFIX}WORKER_INPUT={self.worker_input!r}: want {' or '.join(WORKER_INPUTS)}"
+            )
         if self.worker_batch_max < 1:
             raise SettingsError(
                 f"{ENV_PREFIX}WORKER_BATCH_MAX={self.worker_batch_max}: want 1 or more"

@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,21 +28,22 @@ from stream.credentials import check_identity_secret
 from stream.deadletters.record import Headers
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
-from stream.scoring import AccountState, LeadState, Model, load_model
-from stream.scoring.account import account_engagement
+from stream.scoring import Model, load_model
 from stream.scoring.identity import Identity, secret_or_dev
 from stream.settings import Settings
-from stream.store.redis import LeadStore
 from stream.topics import Topics, ensure_topics, partition_for
 from stream.worker import faustfix
 from stream.worker.diagnostics import install_task_dump
 from stream.worker.gapguard import GapGuard, Verdict
 from stream.worker.leadcount import leads_held
-from stream.worker.offsets import seed_group_offsets, starting_offsets
+from stream.worker.offsets import seed_group_offsets, starting_offsets, worker_group
 from stream.worker.order import CoPartitionMerge
 from stream.worker.pipeline import Pipeline, Tables, observe_since
 from stream.worker.processor import AccountStep, Emit, Record, channel_source, header
+from stream.worker.snapshots import RedisFlusher, flush_forever
 from stream.worker.staging import StagedMapping
+from stream.worker.stopping import bounded_stop
+from stream.worker.stores import TABLES, changelog_topic
 from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
@@ -57,76 +55,6 @@ RAW: dict[str, Any] = {
     "key_serializer": "raw",
     "value_serializer": "raw",
 }
-
-
-class RedisFlusher:
-    """Coalesces snapshot writes: a lead scored 50 times in 200 ms is written once."""
-
-    def __init__(self, settings: Settings, scoring: Pipeline):
-        self.settings = settings
-        self.scoring = scoring
-        self.dirty: dict[str, LeadState] = {}
-        self.moved: set[str] = set()  # leads whose stage changed since the last flush
-        self.ledgers: dict[str, list[bytes]] = {}  # JSON entries, oldest first
-        self.absorbed: list[tuple[str, str]] = []
-        self.dirty_accounts: dict[str, AccountState] = {}
-        self.store: LeadStore | None = None
-
-    def mark(self, lead_id: str, state: LeadState) -> None:
-        self.dirty[lead_id] = state
-
-    def mark_account(self, account: AccountState) -> None:
-        self.dirty_accounts[account.account_id] = account
-
-    def absorb(self, visitor_id: str, lead_id: str) -> None:
-        """The visitor's snapshot goes, its ledger joins the lead's (after the next flush)."""
-        self.dirty.pop(visitor_id, None)
-        self.absorbed.append((visitor_id, lead_id))
-
-    def add(self, emit: Emit) -> None:
-        """A processed record's ledger entries and stage changes."""
-        for key, entry in emit.ledger:
-            self.ledgers.setdefault(key.decode(), []).append(entry)
-        for key, _value, _headers in emit.handoffs:
-            self.moved.add(key.decode())
-
-    async def flush(self) -> None:
-        if not self.dirty and not self.ledgers and not self.absorbed and not self.dirty_accounts:
-            return
-        if self.store is None:
-            self.store = LeadStore.from_url(self.settings.redis_url, self.settings.redis_prefix)
-        dirty, self.dirty = self.dirty, {}
-        moved, self.moved = self.moved, set()
-        ledgers, self.ledgers = self.ledgers, {}
-        absorbed, self.absorbed = self.absorbed, []
-        accounts, self.dirty_accounts = self.dirty_accounts, {}
-        snaps = [self.scoring.snapshot(state) for state in dirty.values()]
-        model = self.scoring.model
-        account_snaps = [
-            {
-                "account_id": a.account_id,
-                "mqa": a.mqa,
-                "engagement": account_engagement(a, model),
-                "fit": a.fit,
-                "contacts": a.contacts,
-            }
-            for a in accounts.values()
-        ]
-        try:
-            await self.store.write(snaps, {k: v[::-1] for k, v in ledgers.items()}, moved)
-            await self.store.write_accounts(account_snaps)
-            for visitor_id, lead_id in absorbed:
-                await self.store.absorb(visitor_id, lead_id)
-        except Exception as exc:  # noqa: BLE001 - Redis down must not stop scoring
-            log.warning("Redis write failed (%s); will retry with the next flush", exc)
-            for lead_id, state in dirty.items():
-                self.dirty.setdefault(lead_id, state)
-            self.moved |= moved
-            for lead_id, entries in ledgers.items():
-                self.ledgers.setdefault(lead_id, [])[:0] = entries
-            self.absorbed[:0] = absorbed
-            for account_id, account in accounts.items():
-                self.dirty_accounts.setdefault(account_id, account)
 
 
 def rocksdb_options(settings: Settings) -> dict[str, int]:
@@ -172,12 +100,11 @@ def faust_options(settings: Settings) -> dict[str, Any]:
 
 
 WAKE_KEY = b"__wake__"
-TABLES = ("aliases", "lead_state", "tick_due", "merges", "accounts")
 
 
 def changelogs(settings: Settings) -> tuple[str, ...]:
-    """The tables' changelog topics, named as Faust names them."""
-    return tuple(f"{settings.topic_prefix}leadstream-worker-{t}-changelog" for t in TABLES)
+    """The tables' changelog topics, named as Faust names them (both input paths use them)."""
+    return tuple(changelog_topic(settings.topic_prefix, t) for t in TABLES)
 
 
 def create_app(settings: Settings, model: Model | None = None) -> faust.App:
@@ -608,9 +535,9 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
 
     app.on_rebalance_complete.connect(on_rebalance)  # type: ignore[arg-type]
 
-    @app.timer(0.2)  # type: ignore[untyped-decorator]
+    @app.task  # type: ignore[untyped-decorator]
     async def flush_redis() -> None:
-        await flusher.flush()
+        await flush_forever(flusher)
 
     # Our own metrics only: faust's Prometheus sensor cost ~10 % CPU per event and exports
     # per-partition series of its internals.
@@ -655,33 +582,6 @@ def faust_worker(app: faust.App, settings: Settings) -> Any:
     return worker
 
 
-STOP_BOUND_SECONDS = 20.0
-
-
-def bounded_stop(on_signal: Callable[[], None]) -> Callable[[], None]:
-    """A stop signal ends the process within `STOP_BOUND_SECONDS` (under Kubernetes' default
-    30 s grace period), however Faust's shutdown fares: aiokafka's consumer stop can hang
-    retrying heartbeats after its group coordinator was marked dead in the middle of a
-    rebalance (seen in tests/integration/test_scale_out.py: SIGTERM while a worker joined).
-    By then the producer has been flushed and the offsets commit what was landed; what was
-    not is read again by the next owner, so exiting is safe."""
-
-    def stop() -> None:
-        def force() -> None:
-            log.error(
-                "the worker did not stop within %gs of the signal; exiting", STOP_BOUND_SECONDS
-            )
-            logging.shutdown()
-            os._exit(0)
-
-        timer = threading.Timer(STOP_BOUND_SECONDS, force)
-        timer.daemon = True
-        timer.start()
-        on_signal()
-
-    return stop
-
-
 def run(settings: Settings) -> None:
     """Create topics, then run the worker until SIGTERM/SIGINT."""
     check_identity_secret(settings)
@@ -694,8 +594,13 @@ def run(settings: Settings) -> None:
             f"directory ({exc.strerror}); point it at a writable path"
         ) from None
     asyncio.run(ensure_topics(settings, compacted=changelogs(settings)))
+    if settings.worker_input == "batch":
+        from stream.worker.batch import run as run_batch
+
+        run_batch(settings)
+        return
     topics = Topics.from_settings(settings)
-    group = f"{settings.topic_prefix}leadstream-worker"
+    group = worker_group(settings)
     inputs = [*topics.channel_topics, topics.by_lead, topics.accounts]
     asyncio.run(seed_group_offsets(settings.kafka_bootstrap, group, inputs))
     faust_worker(create_app(settings), settings).execute_from_commandline()

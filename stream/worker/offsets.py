@@ -29,6 +29,7 @@ from aiokafka.errors import (
 )
 
 from stream.lag import partitions_of
+from stream.settings import Settings
 
 COORDINATOR_STARTING = (
     GroupCoordinatorNotAvailableError,
@@ -36,6 +37,13 @@ COORDINATOR_STARTING = (
     NotCoordinatorForGroupError,
 )
 log = logging.getLogger("leadstream.worker")
+
+
+def worker_group(settings: Settings) -> str:
+    """The workers' consumer group, whichever input path they run (`LEADSTREAM_WORKER_INPUT`):
+    committed offsets carry over a switch, and the broker refuses a group that mixes the
+    two (their assignors differ), so no partition is ever scored by both."""
+    return f"{settings.topic_prefix}leadstream-worker"
 
 
 async def seed_group_offsets(

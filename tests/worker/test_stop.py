@@ -1,4 +1,4 @@
-"""A stop signal ends the worker within a bound, even when Faust's shutdown hangs."""
+"""A stop signal ends the worker within a bound, even when its shutdown hangs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import time
 
 HANGING_SHUTDOWN = """
 import time
-import stream.worker.app as app
-app.STOP_BOUND_SECONDS = 0.3
+import stream.worker.stopping as stopping
+stopping.STOP_BOUND_SECONDS = 0.3
 called = []
-app.bounded_stop(lambda: called.append(1))()  # the signal; Faust's shutdown then hangs:
+stopping.bounded_stop(lambda: called.append(1))()  # the signal; the shutdown then hangs:
 assert called == [1]
 time.sleep(30)
 """

@@ -1,0 +1,397 @@
+"""The batch worker's consume loop: fetch, order, process, fire timers, checkpoint.
+
+One task owns the consumer. Each round it takes what `getmany` has fetched from the channel
+topics, `leads.events.by_lead` and `leads.accounts` of the partitions this process owns, holds
+each partition's records in the co-partition merge (`order.py`) and processes those the merge
+releases through the pipeline; contact updates go to the account step directly. Then it fires
+what is due by time — records held for order whose wait is over, merges past their timeout, the
+stream time of idle partitions — and lands a checkpoint when enough records are finished or
+nothing more is waiting in the fetch buffer. Nothing travels through Kafka to wake it.
+
+"Caught up" (may a held record go before an input that has nothing waiting?) is judged from
+public client state only: the next offset this loop was handed for the input, the high-water
+mark of the last fetch answer for it (`highwater`), answered after the held record was fetched
+(`last_poll_timestamp`), and the offsets of by-lead records this process produced itself.
+
+Rebalances: the revocation waits for the round in progress, commits the checkpoint and lets go
+of everything held (held records come again, from the committed offsets, to their owner); a
+lost assignment (the commit is refused: this member was removed from the group) lands nothing.
+An assignment pauses the new partitions, restores their stores from the changelogs, then
+resumes them. Both run under the loop's lock, so a round never sees half a rebalance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from stream import metrics
+from stream.scoring import AccountState, Model
+from stream.topics import Topics
+from stream.worker.checkpoint import Checkpoint
+from stream.worker.order import CoPartitionMerge
+from stream.worker.pipeline import Pipeline
+from stream.worker.processor import AccountStep, Record, channel_source
+from stream.worker.stores import Stores
+from stream.worker.ticks import TickScheduler
+
+log = logging.getLogger("leadstream.worker")
+IDLE_POLL_MS = 100  # nothing held: how long a fetch may wait for records
+HELD_POLL_MS = 5  # records held for order: look again soon (a fetch answer may release them)
+TIMER_SECONDS = 1.0  # how often merges and idle partitions are looked at
+
+
+class ConsumeLoop:
+    """getmany → co-partition merge → pipeline → checkpoint, and the rebalance callbacks."""
+
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        topics: Topics,
+        pipeline: Pipeline,
+        checkpoint: Checkpoint,
+        ticks: TickScheduler,
+        stores: Stores,
+        restore: Callable[[list[int]], Awaitable[int]],
+        model: Model,
+        staged_accounts: dict[int, dict[str, AccountState]],
+        batch_max: int,
+        order_wait_seconds: float,
+        idle_tick_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ):
+        self.consumer = consumer
+        self.topics = topics
+        self.pipeline = pipeline
+        self.checkpoint = checkpoint
+        self.ticks = ticks
+        self.stores = stores
+        self.restore = restore
+        self.model = model
+        self.batch_max = batch_max
+        self.idle_tick_seconds = idle_tick_seconds
+        self.clock = clock
+        self.wall = wall
+        self.inputs = [*topics.channel_topics, topics.by_lead]
+        self.order: CoPartitionMerge[Record] = CoPartitionMerge(
+            self.inputs, order_wait_seconds, clock
+        )
+        self.lock = asyncio.Lock()
+        self.generation = 0  # moves at every revocation and assignment
+        self.owned: set[int] = set()  # partition numbers whose stores are restored
+        self.delivered: dict[tuple[str, int], int] = {}  # next offset handed to the loop
+        self.last_seen: dict[int, float] = {}  # partition -> when its last record came
+        self.accounts: dict[int, AccountStep] = {}
+        self.staged_accounts = staged_accounts  # partition -> account id -> this checkpoint's
+        self.timers_at = 0.0
+        self.rebalancing = True  # from a revocation (or the start) to the next assignment
+        self.restoring = False
+        self.stopping = False
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Rounds until `stop()`; the checkpoint is landed before it returns."""
+        while not self.stopping:
+            await self.round()
+        async with self.lock:
+            if self.checkpoint.pending():
+                await self.checkpoint.commit()
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    async def round(self) -> None:
+        generation = self.generation
+        held = bool(self.order.waiting()) or bool(self.pipeline.waiting_since)
+        try:
+            batch = await self.consumer.getmany(
+                timeout_ms=HELD_POLL_MS if held else IDLE_POLL_MS, max_records=self.batch_max
+            )
+        except KafkaError as exc:
+            log.warning("fetch failed (%r); trying again", exc)
+            await asyncio.sleep(1.0)
+            return
+        async with self.lock:
+            if generation != self.generation:
+                self._fetch_again(batch)
+                return
+            fetched = 0
+            touched = set()
+            for tp, records in batch.items():
+                fetched += len(records)
+                touched.add(tp.partition)
+                self._take(tp, records)
+            for partition in touched | set(self.order.waiting()):
+                self._release(partition)
+            self._timers()
+            checkpoint = self.checkpoint
+            if checkpoint.records >= self.batch_max or (
+                fetched < self.batch_max and checkpoint.pending()
+            ):
+                await checkpoint.commit()
+
+    def _take(self, tp: TopicPartition, records: list[Any]) -> None:
+        topic, partition = tp.topic, tp.partition
+        positions = self.checkpoint.positions
+        if topic == self.topics.accounts:
+            step = self.accounts[partition]
+            staged = self.staged_accounts.setdefault(partition, {})
+            for r in records:
+                positions.fetched(tp, r.offset)
+                record = _record(r, None, 0)
+                emit, account = step.process(record)
+                if account is not None:
+                    staged[account.account_id] = account
+                emit.done.append(record)
+                self.checkpoint.add(emit)
+            return
+        polled = self.consumer.last_poll_timestamp(tp) or 0
+        source = None if topic == self.topics.by_lead else channel_source(topic, partition)
+        order = self.order
+        for r in records:
+            positions.fetched(tp, r.offset)
+            record = _record(r, source, polled)
+            order.add(topic, partition, _stamp(r), record)
+        self.delivered[tp] = records[-1].offset + 1
+        self.last_seen[partition] = self.clock()
+
+    def _release(self, partition: int) -> None:
+        if partition not in self.owned:
+            return
+        process, add = self.pipeline.process, self.checkpoint.add
+        for record in self.order.release(partition, self._caught_up(partition)):
+            add(process(record))
+
+    def _caught_up(self, partition: int) -> Callable[[str, Record], bool]:
+        """Whether this loop has been handed everything `topic` had in `partition` as of a
+        fetch answered after `head` was fetched (and every by-lead record this process
+        produced there): then nothing accepted before the head can still come from it.
+        Answers are kept for the release they serve (nothing fetches meanwhile)."""
+        known: dict[tuple[str, int], bool] = {}
+        consumer, by_lead = self.consumer, self.topics.by_lead
+
+        def caught_up(topic: str, head: Record) -> bool:
+            asked = (topic, head.fetched_ms)
+            answer = known.get(asked)
+            if answer is None:
+                tp = TopicPartition(topic, partition)
+                answer = False
+                delivered = self.delivered.get(tp)
+                try:
+                    polled = consumer.last_poll_timestamp(tp)
+                    highwater = consumer.highwater(tp)
+                except (AssertionError, IllegalStateError):  # not assigned (any more)
+                    polled = highwater = None
+                if (
+                    delivered is not None
+                    and polled is not None
+                    and highwater is not None
+                    and polled >= head.fetched_ms
+                ):
+                    if topic == by_lead:
+                        highwater = max(highwater, self.checkpoint.produced_next.get(partition, 0))
+                    answer = delivered >= highwater
+                known[asked] = answer
+            return answer
+
+        return caught_up
+
+    def _timers(self) -> None:
+        """Merges past their timeout, and the stream time of idle partitions (the wall
+        clock after `idle_tick_seconds` without records), at most every TIMER_SECONDS."""
+        now = self.clock()
+        if now - self.timers_at < TIMER_SECONDS:
+            return
+        self.timers_at = now
+        pipeline, add = self.pipeline, self.checkpoint.add
+        for partition in {p for p, _lead in pipeline.waiting_since}:
+            if partition in self.owned and pipeline.overdue(partition):
+                add(pipeline.expire(partition))
+        idle = self.idle_tick_seconds
+        if idle <= 0:
+            return
+        held = set(self.order.waiting())
+        for partition in self.owned - held:
+            if now - self.last_seen.get(partition, now) >= idle:
+                self.last_seen[partition] = now
+                add(pipeline.advance_clock(partition, int(self.wall() * 1_000_000)))
+
+    def _fetch_again(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """A batch fetched across a rebalance is not processed: partitions still (or newly)
+        assigned are read again from its first record (their positions moved past it)."""
+        mine = self.consumer.assignment()
+        for tp, records in batch.items():
+            if records and tp in mine:
+                try:
+                    self.consumer.seek(tp, records[0].offset)
+                except IllegalStateError:
+                    continue
+
+    # -- rebalances ----------------------------------------------------------------------
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Finish the round in progress, commit the checkpoint (unless the assignment was
+        lost), then let go of everything held: its records come again to their owner."""
+        self.rebalancing = True
+        async with self.lock:
+            self.generation += 1
+            try:
+                if self.owned and await self._still_member():
+                    await self.checkpoint.commit()
+                elif self.owned:
+                    log.warning(
+                        "partitions %s were lost (this worker left the group): dropping what "
+                        "it processed since its last checkpoint",
+                        sorted(self.owned),
+                    )
+                    self.checkpoint.discard()
+            except Exception:
+                # The records of what did not land come again, to whoever owns them now.
+                log.exception("the checkpoint could not be landed before the revocation")
+                self.checkpoint.discard()
+            finally:
+                self._forget()
+
+    async def _still_member(self) -> bool:
+        """Whether this process may still commit for its assignment: a commit of what it
+        committed last is accepted only from a member of the current generation."""
+        try:
+            await self.consumer.commit(dict(self.checkpoint.positions.committed))
+        except CommitFailedError:
+            return False
+        except KafkaError as exc:  # the coordinator is away: the real commit will tell
+            log.info("membership check failed (%r); committing the checkpoint anyway", exc)
+        return True
+
+    def _forget(self) -> None:
+        self.owned = set()
+        self.order.drop(())
+        self.pipeline.forget_partitions(())
+        self.ticks.forget_partitions()
+        self.checkpoint.positions.forget()
+        self.delivered.clear()
+        self.staged_accounts.clear()
+        metrics.MERGES_WAITING.set(0)
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        """Pause the new partitions until their stores are restored, then resume them."""
+        tps = list(assigned)
+        self.consumer.pause(*tps)  # before anything awaits: no record of them is fetched
+        async with self.lock:
+            self.generation += 1
+            numbers = sorted({tp.partition for tp in tps})
+            for partition in self.stores.partitions():
+                if partition not in numbers:
+                    self.stores.release(partition)
+            await self._restore(numbers)
+            self.owned = set(numbers)
+            for partition in numbers:
+                view = _StagedAccounts(self.stores, partition, self.staged_accounts)
+                self.accounts[partition] = AccountStep(view, self.model)
+                self.last_seen[partition] = self.clock()
+            positions = self.checkpoint.positions
+            for tp in tps:
+                # Where this assignment starts: what the group committed (or the beginning).
+                start = await self.consumer.position(tp)
+                positions.next[tp] = positions.committed[tp] = start
+                if tp.topic in self.inputs:
+                    self.delivered[tp] = start
+            self.consumer.resume(*tps)
+            log.info("assigned partitions %s, stores restored", numbers)
+            self.rebalancing = False
+
+    async def _restore(self, partitions: list[int]) -> None:
+        """Restore the stores, trying again while Kafka fails: the partitions stay paused
+        (and this worker not ready) until their state is complete."""
+        self.restoring = True
+        delay = 0.5
+        try:
+            while True:
+                try:
+                    await self.restore(partitions)
+                    return
+                except KafkaError as exc:
+                    log.warning("restoring %s failed (%r); trying again", partitions, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+        finally:
+            self.restoring = False
+
+
+class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """aiokafka's rebalance callbacks, handed to the loop."""
+
+    def __init__(self, loop: ConsumeLoop):
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.loop.on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.loop.on_assigned(set(assigned))
+
+
+class _StagedAccounts(MutableMapping[bytes, bytes]):
+    """A partition's accounts as the account step reads them: this checkpoint's staged
+    accounts first (read your own writes), then the store."""
+
+    def __init__(self, stores: Stores, partition: int, staged: dict[int, dict[str, AccountState]]):
+        self.stores = stores
+        self.partition = partition
+        self.staged = staged
+
+    def __getitem__(self, key: bytes) -> bytes:
+        account = self.staged.get(self.partition, {}).get(key.decode())
+        if account is not None:
+            return account.encode()
+        raw = self.stores[self.partition].get("accounts", key)
+        if raw is None:
+            raise KeyError(key)
+        return raw
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.stores[self.partition].keys("accounts"))
+
+    def __len__(self) -> int:
+        return self.stores[self.partition].count("accounts")
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        raise TypeError("accounts are staged by the loop and written by the checkpoint")
+
+    def __delitem__(self, key: bytes) -> None:
+        raise TypeError("accounts are staged by the loop and written by the checkpoint")
+
+
+def _record(r: Any, source: int | None, fetched_ms: int) -> Record:
+    return Record(
+        r.topic,
+        r.partition,
+        r.offset,
+        r.key,
+        r.value or b"",
+        list(r.headers or ()),
+        source,
+        fetched_ms=fetched_ms,
+    )
+
+
+def _stamp(r: Any) -> int:
+    """The acceptance stamp (µs) that orders a partition's inputs: the collector's
+    `accepted_at` header (kept by by-lead records), else the record's own timestamp."""
+    for key, value in r.headers or ():
+        if key == "accepted_at":
+            text = value.decode("ascii", "replace")
+            if text.isdigit():
+                return int(text)
+            break
+    return int(r.timestamp) * 1000
