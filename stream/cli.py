@@ -207,10 +207,55 @@ FROM_TOPIC_HELP = (
 )
 
 
+SKIP_BAD_LINES_HELP = (
+    "Report on the lines that can be read, leaving out bad ones (counted, and the first named "
+    "in the report). Without it a bad line stops the report with exit code 2, naming it."
+)
+NO_REPORT = (
+    "2 no report: a bad history (its bad lines named), model, option or output path; "
+    "3 an internal error (a bug: please report it)."
+)
+WHATIF_EXIT_CODES = (
+    "Exit codes: 0 the report is written and --fail-if does not hold (or none is given); "
+    "1 --fail-if holds (the report is written too); " + NO_REPORT
+)
+REVIEW_EXIT_CODES = "Exit codes: 0 the report is written; " + NO_REPORT
+
+
 def history_options(command: Callable[..., None]) -> Callable[..., None]:
     """Where a report's history comes from: JSON-lines files and/or Kafka topics."""
+    command = click.option("--skip-bad-lines", is_flag=True, help=SKIP_BAD_LINES_HELP)(command)
     command = click.option("--from-topic", "topics", multiple=True, help=FROM_TOPIC_HELP)(command)
     return click.argument("events", nargs=-1)(command)
+
+
+def _report(name: str, make: Callable[[], Any]) -> Any:
+    """Run a report command: a report that cannot be made exits 2 with the reason (exit 1
+    belongs to --fail-if alone, so CI can tell a failed gate from bad input); a crash exits 3
+    with its traceback."""
+    try:
+        return make()
+    except LeadstreamError as exc:  # ReportError, ModelError, SettingsError …
+        click.echo(f"{name}: {exc}", err=True)
+        sys.exit(2)
+    except Exception:  # noqa: BLE001 - a bug must not look like a failed gate
+        import traceback
+
+        traceback.print_exc()
+        click.echo(
+            f"{name}: internal error (a bug: please report it with the trace above)", err=True
+        )
+        sys.exit(3)
+
+
+def _echo_skipped(name: str, skipped: tuple[tuple[str, str], ...]) -> None:
+    if skipped:
+        first = "; ".join(f"{where}: {message}" for where, message in skipped[:3])
+        more = f"; … and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        click.echo(
+            f"{name}: left out {len(skipped)} bad line(s) (--skip-bad-lines): {first}{more}",
+            err=True,
+        )
 
 
 def report_outputs(default_out: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -234,7 +279,7 @@ def report_outputs(default_out: str) -> Callable[[Callable[..., None]], Callable
     return add
 
 
-@main.command()
+@main.command(epilog=WHATIF_EXIT_CODES)
 @history_options
 @click.option(
     "--baseline",
@@ -257,23 +302,29 @@ def whatif(
     json_out: Path | None,
     fail_if: str | None,
     until: str | None,
+    skip_bad_lines: bool,
 ) -> None:
     """Replay history (EVENTS.jsonl files, - for stdin) under two models, side by side."""
     from stream.reports.commands import run_whatif
 
-    settings = _settings()
+    settings = _report("whatif", _settings)
     baseline_path = baseline_path or settings.model_path or None
-    result = run_whatif(
-        baseline_path,
-        candidate_path,
-        events,
-        out,
-        json_out,
-        fail_if,
-        until,
-        topics=topics,
-        settings=settings,
+    result = _report(
+        "whatif",
+        lambda: run_whatif(
+            baseline_path,
+            candidate_path,
+            events,
+            out,
+            json_out,
+            fail_if,
+            until,
+            topics=topics,
+            settings=settings,
+            skip_bad_lines=skip_bad_lines,
+        ),
     )
+    _echo_skipped("whatif", result.skipped)
     m = result.summary["metrics"]
     click.echo(
         f"whatif: MQLs {m['baseline_mqls']} → {m['candidate_mqls']} "
@@ -287,7 +338,7 @@ def whatif(
         sys.exit(1)
 
 
-@main.command()
+@main.command(epilog=REVIEW_EXIT_CODES)
 @history_options
 @click.option(
     "--model",
@@ -320,6 +371,7 @@ def review(
     target: str,
     grid: str | None,
     band_width: float,
+    skip_bad_lines: bool,
 ) -> None:
     """Review the MQL thresholds against sales outcomes in history (EVENTS.jsonl files)."""
     from stream.reports.commands import run_review
@@ -328,12 +380,26 @@ def review(
 
     if band_width <= 0:
         raise click.BadParameter(f"{band_width}: want a positive width", param_hint="--band-width")
-    options = ReviewOptions(Objective.parse(objective), target, band_width, parse_grid(grid))
-    settings = _settings()
-    model_path = model_path or settings.model_path or None
-    result = run_review(
-        model_path, events, out, options, json_out, topics=topics, settings=settings
+    options = _report(
+        "review",
+        lambda: ReviewOptions(Objective.parse(objective), target, band_width, parse_grid(grid)),
     )
+    settings = _report("review", _settings)
+    model_path = model_path or settings.model_path or None
+    result = _report(
+        "review",
+        lambda: run_review(
+            model_path,
+            events,
+            out,
+            options,
+            json_out,
+            topics=topics,
+            settings=settings,
+            skip_bad_lines=skip_bad_lines,
+        ),
+    )
+    _echo_skipped("review", result.skipped)
     s = result.summary
     parts = [
         f"{g} {sg['current']:g} → "

@@ -1,7 +1,12 @@
 """`leadstream whatif` and `leadstream review`: read, replay, summarise, write HTML and JSON.
 
 Everything that can be wrong with the command line (a model file, a --fail-if expression, an
-objective) is checked before the history is replayed, so a mistake costs a second.
+objective) is checked before the history is replayed, so a mistake costs a second. So is the
+history: a line the replay would refuse stops the report (a `ReportError`, exit 2) naming the
+first bad lines, because a report on a history it could not read — "0 events", a gate that
+passes on garbage — is worse than none. `skip_bad_lines` (`--skip-bad-lines`) is the explicit
+way to report on the rest: the bad lines are left out of every replay, counted in the summary,
+and the first ones named in the report.
 """
 
 from __future__ import annotations
@@ -19,10 +24,15 @@ from stream.reports.failif import FailIf
 from stream.reports.history import History, read_history
 from stream.reports.pages import review_page, whatif_page
 from stream.reports.review import ReviewOptions, review
-from stream.reports.runs import run_model
+from stream.reports.runs import Run, run_model
 from stream.reports.whatif import METRIC_NAMES, compare
 from stream.scoring.model import Model, ModelError, load_model
 from stream.settings import Settings
+
+MAX_NAMED = 5
+"""Bad lines named in an error message (all are counted)."""
+MAX_KEPT = 20
+"""Bad lines named in a summary and its page."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,8 @@ class Outcome:
     seconds: float
     failed: str | None = None
     """The --fail-if condition, with its values, when it held."""
+    skipped: tuple[tuple[str, str], ...] = ()
+    """(where, what is wrong) of the bad lines left out (`skip_bad_lines`)."""
 
 
 def load_history(
@@ -43,16 +55,78 @@ def load_history(
         raise ReportError(
             "no history given: name EVENTS.jsonl files (or -), or --from-topic channels"
         )
-    lines: list[str] = read_history(events).lines if events else []
+    lines: list[str] = []
+    where: list[str] = []
+    if events:
+        files = read_history(events)
+        lines, where = files.lines, files.where
     if topics:
         import asyncio
 
-        from stream.reports.kafka import read_topics
+        from aiokafka.errors import KafkaError
+
+        from stream.reports.kafka import read_topic_records
 
         if settings is None:
             settings = Settings.from_env()
-        lines.extend(asyncio.run(read_topics(settings, topics)))
-    return History.from_lines(lines)
+        try:
+            records = asyncio.run(read_topic_records(settings, topics))
+        except (KafkaError, OSError) as exc:
+            raise ReportError(
+                f"--from-topic: cannot read from {settings.kafka_bootstrap} ({exc}); check "
+                "LEADSTREAM_KAFKA_BOOTSTRAP and that the broker is up"
+            ) from None
+        where.extend(w for w, _ in records)
+        lines.extend(line for _, line in records)
+    return History.from_lines(lines, where)
+
+
+def _bad_lines_error(bad: Sequence[tuple[str, str]]) -> ReportError:
+    named = "\n".join(f"  {where}: {message}" for where, message in bad[:MAX_NAMED])
+    more = f"\n  … and {len(bad) - MAX_NAMED} more" if len(bad) > MAX_NAMED else ""
+    return ReportError(
+        f"{len(bad)} bad line(s) in the history; fix them, or pass --skip-bad-lines to report "
+        f"on the other lines:\n{named}{more}"
+    )
+
+
+def clean(history: History, skip_bad_lines: bool) -> tuple[History, list[tuple[str, str]]]:
+    """The history to replay and the bad lines left out; refuses bad lines unless skipping,
+    and a history with no line at all."""
+    bad = [(history.where[i], message) for i, message in history.bad]
+    if bad and not skip_bad_lines:
+        raise _bad_lines_error(bad)
+    if bad:
+        history = history.without(i for i, _ in history.bad)
+    if not history.lines:
+        raise ReportError("the history has no events: want canonical events as JSON lines")
+    return history, bad
+
+
+def check_run(run: Run, history: History, skip_bad_lines: bool) -> list[tuple[str, str]]:
+    """Lines the pipeline itself refused while replaying (they passed the line checks): an
+    error unless skipping; with `skip_bad_lines` they are returned, for the caller to leave
+    them out and replay again, so every number comes from the same lines."""
+    bad = [(history.at(number), message) for number, message in run.errors]
+    if bad and not skip_bad_lines:
+        raise _bad_lines_error(bad)
+    return bad
+
+
+def _no_events(run: Run, until: str | None) -> None:
+    if run.stats.events == 0:
+        raise ReportError(
+            f"every event of the history is after --until {until}: nothing to report"
+            if until
+            else "the history has no events: nothing to report"
+        )
+
+
+def _skipped(summary: dict[str, Any], skipped: Sequence[tuple[str, str]]) -> None:
+    summary["history"]["bad_lines"] = len(skipped)
+    summary["history"]["skipped"] = [
+        {"where": where, "error": message} for where, message in skipped[:MAX_KEPT]
+    ]
 
 
 def _model(path: str | None, what: str) -> Model:
@@ -60,6 +134,16 @@ def _model(path: str | None, what: str) -> Model:
         return load_model(path or None)
     except ModelError as exc:  # names the file and the bad field
         raise ReportError(f"{what} model: {exc}") from None
+
+
+def _until(text: str) -> None:
+    """A bad --until fails before any replay."""
+    from stream.scoring.events import EventError, parse_time
+
+    try:
+        parse_time(text, "--until")
+    except EventError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _write(path: Path | None, text: str | bytes, what: str) -> None:
@@ -90,6 +174,7 @@ def run_whatif(
     history: History | None = None,
     topics: Sequence[str] = (),
     settings: Settings | None = None,
+    skip_bad_lines: bool = False,
 ) -> Outcome:
     """Replay the history under both models, write the report, evaluate --fail-if.
 
@@ -97,17 +182,27 @@ def run_whatif(
     gate = FailIf(fail_if, METRIC_NAMES) if fail_if else None
     baseline = _model(baseline_path, "baseline")
     candidate = _model(candidate_path, "candidate")
+    if until is not None:
+        _until(until)
     started = time.monotonic()
     history = history if history is not None else load_history(events, topics, settings)
-    summary = compare(
-        history, run_model(history, baseline, until), run_model(history, candidate, until)
-    )
+    history, skipped = clean(history, skip_bad_lines)
+    while True:
+        base_run = run_model(history, baseline, until)
+        refused = check_run(base_run, history, skip_bad_lines)
+        if not refused:
+            break
+        skipped.extend(refused)
+        history = history.without(number - 1 for number, _ in base_run.errors)
+    _no_events(base_run, until)
+    summary = compare(history, base_run, run_model(history, candidate, until))
+    _skipped(summary, skipped)
     summary["baseline"]["path"] = baseline_path or "(packaged default)"
     summary["candidate"]["path"] = candidate_path
     _write(out, whatif_page(summary), "report")
     _write(json_out, _json(summary), "JSON summary")
     failed = gate.explain(summary["metrics"]) if gate and gate.holds(summary["metrics"]) else None
-    return Outcome(summary, time.monotonic() - started, failed)
+    return Outcome(summary, time.monotonic() - started, failed, tuple(skipped))
 
 
 def run_review(
@@ -119,6 +214,7 @@ def run_review(
     history: History | None = None,
     topics: Sequence[str] = (),
     settings: Settings | None = None,
+    skip_bad_lines: bool = False,
 ) -> Outcome:
     """Replay the history under the current model and its threshold sweep; write the review.
 
@@ -128,7 +224,17 @@ def run_review(
         raise ReportError(f"--target {options.target!r}: want accepted or opportunity")
     started = time.monotonic()
     history = history if history is not None else load_history(events, topics, settings)
-    summary = review(history, model, options)
+    history, skipped = clean(history, skip_bad_lines)
+    while True:
+        base_run = run_model(history, model)
+        refused = check_run(base_run, history, skip_bad_lines)
+        if not refused:
+            break
+        skipped.extend(refused)
+        history = history.without(number - 1 for number, _ in base_run.errors)
+    _no_events(base_run, None)
+    summary = review(history, model, options, base_run)
+    _skipped(summary, skipped)
     _write(out, review_page(summary), "report")
     _write(json_out, _json(summary), "JSON summary")
-    return Outcome(summary, time.monotonic() - started)
+    return Outcome(summary, time.monotonic() - started, skipped=tuple(skipped))

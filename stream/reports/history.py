@@ -3,9 +3,11 @@
 The lines go to `replay_lines` unchanged (file order = the order the collector accepted them).
 The index keeps, per event id, the few fields a report looks up afterwards — type, time, ids,
 and the sales reason — so that a transition's trigger ids and a lead's sales outcomes can be
-shown without a second pass over the file. `simulated_history` turns the demo's simulated
-journeys into canonical events offline, through the collector's own Segment mapping, so the
-reports can be tried on the same history the demo sends.
+shown without a second pass over the file. The same pass checks every line as the replay
+will (JSON, a valid canonical event, an id to key it by) and keeps where each line came from
+(`file:line`), so a report can refuse bad input naming the lines before it replays anything.
+`simulated_history` turns the demo's simulated journeys into canonical events offline, through
+the collector's own Segment mapping, so the reports can be tried on the history the demo sends.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import orjson
 
 from stream.reports.errors import ReportError
-from stream.scoring.events import EventError, parse_time, us_to_t
+from stream.scoring.events import Event, EventError, us_to_t
 
 DEMO_START = datetime(2026, 1, 5, tzinfo=UTC)
 """Where `simulated_history` starts by default: a fixed instant, so numbers are reproducible
@@ -49,53 +51,78 @@ class HistoryEvent:
 
 @dataclass
 class History:
-    """Canonical-event lines in accept order, and the index of their events by event id."""
+    """Canonical-event lines in accept order, where each came from, the index of their events
+    by event id, and the lines the replay would refuse."""
 
     lines: list[str]
     events: dict[str, HistoryEvent] = field(default_factory=dict)
+    where: list[str] = field(default_factory=list)
+    """Where each line came from (`history.jsonl:12`), parallel to `lines`."""
+    bad: list[tuple[int, str]] = field(default_factory=list)
+    """(index into `lines`, what is wrong) for each line the replay would refuse."""
 
     @classmethod
-    def from_lines(cls, lines: Iterable[str]) -> History:
-        """Index every line that parses; lines that do not are left to the replay to report."""
-        kept = [line for line in lines if line.strip()]
-        history = cls(kept)
-        for line in kept:
-            event = _index(line)
+    def from_lines(cls, lines: Iterable[str], where: Sequence[str] | None = None) -> History:
+        """Index every good line and note the bad ones; blank lines are dropped (their
+        neighbours keep their own line numbers). `where` names each input line (default
+        `line N`)."""
+        kept: list[str] = []
+        labels: list[str] = []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                kept.append(line)
+                labels.append(where[number - 1] if where is not None else f"line {number}")
+        history = cls(kept, where=labels)
+        for index, line in enumerate(kept):
+            event, error = _index(line)
             if event is not None:
                 history.events.setdefault(event.event_id, event)
+            elif error is not None:
+                history.bad.append((index, error))
         return history
+
+    def at(self, number: int) -> str:
+        """Where the replay's line `number` (1-based, as `on_error` numbers them) came from."""
+        return self.where[number - 1] if 0 < number <= len(self.where) else f"line {number}"
+
+    def without(self, indices: Iterable[int]) -> History:
+        """The same history without the lines at these indices (bad lines, left out)."""
+        drop = set(indices)
+        keep = [i for i in range(len(self.lines)) if i not in drop]
+        return History.from_lines(
+            [self.lines[i] for i in keep], [self.where[i] for i in keep] if self.where else None
+        )
 
 
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _index(line: str) -> HistoryEvent | None:
+def _index(line: str) -> tuple[HistoryEvent | None, str | None]:
+    """The line's event, or what the replay would say is wrong with it (same checks, same
+    words as `stream.scoring.replay`)."""
     try:
         raw = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(raw, dict):
-        return None
-    event_id, kind = _str(raw.get("event_id")), _str(raw.get("type"))
-    if event_id is None or kind is None:
-        return None
+    except orjson.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc.msg} at column {exc.colno})"
     try:
-        at = us_to_t(parse_time(raw.get("occurred_at")))
-    except EventError:
-        return None
+        event = Event.from_dict(raw)
+    except EventError as exc:
+        return None, f"not a valid event: {exc}"
+    if event.key is None:
+        return None, "no lead_id (nor user_id, email, anonymous_id): cannot key the event"
     props = raw.get("properties")
     reason = _str(props.get("reason")) if isinstance(props, dict) else None
     return HistoryEvent(
-        event_id,
-        kind,
-        at,
+        event.event_id,
+        event.type,
+        us_to_t(event.t_us),
         _str(raw.get("anonymous_id")),
         _str(raw.get("user_id")),
         _str(raw.get("email")),
         _str(raw.get("lead_id")),
         reason,
-    )
+    ), None
 
 
 def read_history(paths: Sequence[str | Path]) -> History:
@@ -103,20 +130,25 @@ def read_history(paths: Sequence[str | Path]) -> History:
     if not paths:
         raise ReportError("no history given: name one or more EVENTS.jsonl files (or - for stdin)")
     lines: list[str] = []
+    where: list[str] = []
     for path in paths:
         if str(path) == "-":
+            before = len(lines)
             lines.extend(sys.stdin)
+            where.extend(f"<stdin>:{n}" for n in range(1, len(lines) - before + 1))
             continue
         try:
             with open(path, encoding="utf-8") as source:
+                before = len(lines)
                 lines.extend(source)
+                where.extend(f"{path}:{n}" for n in range(1, len(lines) - before + 1))
         except OSError as exc:
             raise ReportError(f"{path}: cannot read the events file: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise ReportError(
                 f"{path}: not UTF-8 text; want canonical events as JSON lines"
             ) from None
-    return History.from_lines(lines)
+    return History.from_lines(lines, where)
 
 
 def simulated_history(leads: int, seed: int, start: datetime = DEMO_START) -> list[str]:

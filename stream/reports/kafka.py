@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from stream.errors import SettingsError
+from stream.reports.errors import ReportError
 from stream.settings import Settings
 from stream.topics import Topics
 
@@ -56,6 +57,12 @@ async def _partitions(settings: Settings, topics: Sequence[str]) -> list[TopicPa
 
 async def read_topics(settings: Settings, names: Sequence[str]) -> list[str]:
     """The canonical-event lines of the topics, merged as described above."""
+    return [line for _, line in await read_topic_records(settings, names)]
+
+
+async def read_topic_records(settings: Settings, names: Sequence[str]) -> list[tuple[str, str]]:
+    """(where, line) of every record, merged as described above; `where` is
+    `topic[partition]@offset`, so a bad record can be named."""
     parts = await _partitions(settings, topic_names(settings, names))
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
@@ -66,14 +73,15 @@ async def read_topics(settings: Settings, names: Sequence[str]) -> list[str]:
         await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         starts = await consumer.beginning_offsets(parts)
-        per_part: dict[TopicPartition, list[tuple[int, int, str]]] = {tp: [] for tp in parts}
+        per_part: dict[TopicPartition, list[tuple[int, int, str, str]]] = {tp: [] for tp in parts}
         pending = {tp for tp in parts if ends[tp] > starts[tp]}
         while pending:
             batch = await consumer.getmany(*pending, timeout_ms=1000)
             for tp, records in batch.items():
                 for r in records:
                     if r.offset < ends[tp] and r.value is not None:
-                        per_part[tp].append((_stamp(r), r.offset, r.value.decode("utf-8")))
+                        where = f"{tp.topic}[{tp.partition}]@{r.offset}"
+                        per_part[tp].append((_stamp(r), r.offset, where, _text(r.value, where)))
                 if records and records[-1].offset >= ends[tp] - 1:
                     pending.discard(tp)
             for tp in list(pending):
@@ -82,7 +90,14 @@ async def read_topics(settings: Settings, names: Sequence[str]) -> list[str]:
     finally:
         await consumer.stop()
     merged = heapq.merge(*per_part.values(), key=lambda item: item[0])
-    return [line for _, _, line in merged]
+    return [(where, line) for _, _, where, line in merged]
+
+
+def _text(value: bytes, where: str) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ReportError(f"{where}: not UTF-8 text; want a canonical event as JSON") from None
 
 
 def _stamp(record: Any) -> int:

@@ -33,6 +33,23 @@ def _change(new: float, old: float, pct_value: float | None) -> tuple[str, int]:
     return text, 1 if diff > 0 else -1
 
 
+def _skipped(s: Mapping[str, Any]) -> str:
+    """The bad lines left out of this report (`--skip-bad-lines`), the first ones named."""
+    history = s["history"]
+    if not history.get("bad_lines"):
+        return ""
+    named = "".join(
+        f"<li><code>{esc(item['where'])}</code>: {esc(item['error'])}</li>"
+        for item in history.get("skipped", ())
+    )
+    more = history["bad_lines"] - len(history.get("skipped", ()))
+    return (
+        f"<p class=note><b>{history['bad_lines']} bad line(s) of the history were left out</b> "
+        "(--skip-bad-lines): every number here comes from the other lines.</p>"
+        f"<ul class=note>{named}{f'<li>… and {more} more</li>' if more > 0 else ''}</ul>"
+    )
+
+
 def _weekly(s: Mapping[str, Any], stage: str, title: str, ylabel: str, caption: str) -> str:
     """Baseline and candidate side by side, week by week, for transitions into `stage`."""
     weeks = {side: s["weekly"][side][stage] for side in ("baseline", "candidate")}
@@ -66,13 +83,8 @@ def whatif_page(s: Mapping[str, Any]) -> str:
         f"{esc(thresholds(b['thresholds']))}) against candidate <code>{esc(c['model'])}</code> "
         f"(thresholds {esc(thresholds(c['thresholds']))}), both replayed over the same "
         f"{s['history']['events']:,} events of {s['history']['leads']:,} leads with the "
-        "pipeline of <code>leadstream replay</code>."
-        + (
-            f" {s['history']['bad_lines']} bad line(s) were skipped."
-            if s["history"]["bad_lines"]
-            else ""
-        )
-        + "</p>",
+        "pipeline of <code>leadstream replay</code>.</p>",
+        _skipped(s),
         cards(head),
         "<h2>Volume</h2>",
         _weekly(
@@ -263,6 +275,7 @@ def review_page(s: Mapping[str, Any]) -> str:
         f"{esc(thresholds(s['thresholds']))}; {s['history']['events']:,} events of "
         f"{s['history']['leads']:,} leads; objective {esc(s['options']['objective'])} against "
         f"“{esc(target)}”. Intervals are 95 % (Wilson for rates, bootstrap for thresholds).</p>",
+        _skipped(s),
         cards(head),
         "<h2>Suggested thresholds</h2>",
         _suggestions(s),

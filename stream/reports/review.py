@@ -166,9 +166,13 @@ def precision_recall(
     }
 
 
-def review(history: History, model: Model, options: ReviewOptions) -> dict[str, Any]:
-    """The review summary (JSON-ready): funnel, reasons, SLA, precision/recall, suggestions."""
-    run = run_model(history, model)
+def review(
+    history: History, model: Model, options: ReviewOptions, run: Run | None = None
+) -> dict[str, Any]:
+    """The review summary (JSON-ready): funnel, reasons, SLA, precision/recall, suggestions.
+
+    `run` is the history's replay under `model` when the caller already has it."""
+    run = run if run is not None else run_model(history, model)
     by_lead = outcomes(run, history)
     handed = [x for x in by_lead.values() if x.handoff_at is not None]
     width = options.band_width

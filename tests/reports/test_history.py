@@ -47,3 +47,19 @@ def test_bad_lines_are_counted_not_fatal() -> None:
     history = History.from_lines(["not json", *good, '{"type": "x"}'])
     run = run_model(history, default_model())
     assert run.stats.bad_lines == 2 and [n for n, _ in run.errors] == [1, len(good) + 2]
+    # the history saw them first, with the replay's own words
+    assert [(i + 1, message) for i, message in history.bad] == run.errors
+    assert history.without(i for i, _ in history.bad).lines == good
+
+
+def test_lines_are_named_by_file_and_line_blank_lines_counted(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    good = simulated_history(2, 1)
+    a.write_text(good[0] + "\n\nnot json\n")
+    b.write_text("\n".join(good[1:4]) + "\n[]\n")
+    history = read_history([a, b])
+    assert history.where[:2] == [f"{a}:1", f"{a}:3"]
+    assert [(history.where[i], m.split(" (")[0]) for i, m in history.bad] == [
+        (f"{a}:3", "not valid JSON"),
+        (f"{b}:4", "not a valid event: event: want a JSON object, got list"),
+    ]

@@ -106,9 +106,9 @@ def test_review_command(tmp_path: Path) -> None:
     assert orjson.loads(js.read_bytes())["suggestions"]["A"]["suggested"] == 50
     assert "<svg" in out.read_text()
     bad = CliRunner().invoke(main, ["review", str(events), "--objective", "f2"])
-    assert bad.exit_code == 1 and "--objective 'f2'" in bad.output
+    assert bad.exit_code == 2 and "--objective 'f2'" in bad.output
     bad = CliRunner().invoke(main, ["review", str(events), "--model", str(tmp_path / "x.yaml")])
-    assert bad.exit_code == 1 and "cannot read the model file" in bad.output
+    assert bad.exit_code == 2 and "cannot read the model file" in bad.output
 
 
 def test_mql_volume_counts_entries_into_mql_not_sla_escalations(summary: dict[str, Any]) -> None:

@@ -135,7 +135,7 @@ def test_bad_fail_if_is_a_clear_error_before_any_replay(
     missing = tmp_path / "not-there.jsonl"  # never read: the expression fails first
     cand = _candidate(tmp_path)
     result = CliRunner().invoke(main, ["whatif", "--candidate", str(cand), str(missing), *extra])
-    assert result.exit_code != 0
+    assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
 
@@ -145,16 +145,16 @@ def test_bad_model_path_and_bad_model_are_clear_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main, ["whatif", "--candidate", str(tmp_path / "nope.yaml"), str(events)]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "candidate model" in result.output and "cannot read the model file" in result.output
     broken = tmp_path / "broken.yaml"
     broken.write_text(_candidate(tmp_path).read_text().replace("{A: 45, B: 45}", "{A: lots}"))
     result = CliRunner().invoke(main, ["whatif", "--candidate", str(broken), str(events)])
-    assert result.exit_code == 1 and "candidate model" in result.output
+    assert result.exit_code == 2 and "candidate model" in result.output
     result = CliRunner().invoke(
         main, ["whatif", "--candidate", str(_candidate(tmp_path)), str(tmp_path / "no.jsonl")]
     )
-    assert result.exit_code == 1 and "cannot read the events file" in result.output
+    assert result.exit_code == 2 and "cannot read the events file" in result.output
 
 
 def test_a_lead_that_only_gets_there_later_is_listed_as_retimed() -> None:
