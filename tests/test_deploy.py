@@ -126,7 +126,8 @@ def test_processes_run_the_leadstream_command(compose: dict[str, Any], process: 
     assert service["command"] == [process]
     env = environment(service)
     assert env["LEADSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092"
-    assert env["LEADSTREAM_REDIS_URL"] == "redis://redis:6379/0"
+    # the password comes from REDIS_PASSWORD (judged unset here; tests/test_deploy_compose.py)
+    assert env["LEADSTREAM_REDIS_URL"] == "redis://:@redis:6379/0"
     assert env["LEADSTREAM_COLLECTOR_HOST"] == "0.0.0.0"
     Settings.from_env(env)  # the values pass the same checks as at process start
 
