@@ -11,6 +11,12 @@ from stream.dev.process import ManagedProcess, require_free
 from stream.errors import DevEnvironmentError
 from stream.settings import Settings
 
+# AOF with an fsync every second (Redis's recommended trade-off): a killed redis-server loses
+# nothing it has answered while the disk keeps up (Redis writes the file before it replies, and
+# holds that write back only while a slow fsync runs), a machine crash about the last second.
+# No RDB snapshots besides: the AOF's own base file is what a restart loads.
+APPEND_ONLY = ("--appendonly", "yes", "--appendfsync", "everysec", "--save", "")
+
 
 def ensure_redis_server() -> str:
     """Path of redis-server; installs Debian's package when missing and we are root."""
@@ -39,7 +45,14 @@ def ensure_redis_server() -> str:
 
 
 class LocalRedis:
-    """A throw-away Redis: no persistence, loopback only, its own folder."""
+    """A development Redis kept as production keeps it: loopback only, its own folder, and an
+    append-only file fsynced every second (`APPEND_ONLY`).
+
+    Redis holds more than a cache: the notifier's delivered markers and parked deliveries, the
+    collector's webhook replay keys and the lead snapshots. Without AOF a Redis restart forgets
+    them all (a delivered webhook goes out again, a replayed webhook is accepted, every lead
+    answers 404), and development would hide what production must not do.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -62,10 +75,7 @@ class LocalRedis:
                 str(self.settings.redis_port),
                 "--dir",
                 str(self.home),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
+                *APPEND_ONLY,
                 "--daemonize",
                 "no",
                 "--protected-mode",
