@@ -241,6 +241,13 @@ class Settings:
         "admin = read + re-drives); 24 characters or more each; empty = lead API refuses all.",
         default="",
     )
+    snapshot_marks: bool = _doc(
+        "The lead API answers 503 (reason snapshots_lost), not 404, for a lead or account it "
+        "cannot find while Redis lacks the worker's mark of some partition: Redis lost its "
+        "data and the worker has not written every snapshot back yet (deploy/README.md, "
+        "Redis). Needs a worker that writes the marks (stream/store/marks.py); off until then.",
+        default=False,
+    )
     cors_origins: str = _doc(
         "Origins whose browsers may post to the ingest routes, comma separated "
         "(https://www.example.com); '*' allows any origin without credentials; empty = none.",

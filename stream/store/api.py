@@ -3,6 +3,10 @@
 Served only on the collector's internal listener, never on the public ingest port. Every route
 needs `Authorization: Bearer <token>` with a token of LEADSTREAM_LEAD_API_TOKENS: `read` for
 the GET routes, `admin` (which includes read) for the re-drive.
+
+Answers that Redis cannot give are 503 with a JSON `reason` and Retry-After, never 404 or 500:
+`redis_unavailable` (Redis does not answer) and, with LEADSTREAM_SNAPSHOT_MARKS, `snapshots_lost`
+(Redis lacks a worker's mark, so "not found" may mean "lost": stream/store/marks.py).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from redis.exceptions import RedisError
 
 from stream.scoring.events import STAGES
 from stream.settings import Settings
+from stream.store.marks import SnapshotMarks
 from stream.store.redis import LeadStore
 
 STORE_KEY = web.AppKey("lead_store", LeadStore)
@@ -124,11 +129,35 @@ def _int_param(request: web.Request, name: str, default: int, most: int) -> int:
     return int(raw)
 
 
+async def lost(request: web.Request) -> web.Response | None:
+    """503 when "nothing found" may mean "lost": Redis lacks a partition's snapshot mark.
+
+    Only with LEADSTREAM_SNAPSHOT_MARKS (the worker must write the marks, or every unknown lead
+    would be 503 for ever). One MGET, and only on the paths that found nothing.
+    """
+    settings = request.app[SETTINGS_KEY]
+    if not settings.snapshot_marks:
+        return None
+    missing = await SnapshotMarks(request.app[STORE_KEY], settings.partitions).missing()
+    if not missing:
+        return None
+    return unavailable(
+        "Redis does not hold every lead snapshot: the worker's mark of partition(s) "
+        f"{', '.join(map(str, missing))} is missing (Redis lost its data, or no worker has "
+        "written to it yet). The worker writes the snapshots back and marks each partition; "
+        "try again shortly",
+        reason="snapshots_lost",
+        partitions=missing,
+    )
+
+
 async def get_lead(request: web.Request) -> web.Response:
     lead_id = request.match_info["lead_id"]
     snap = await request.app[STORE_KEY].get(lead_id)
     if snap is None:
-        return web.json_response({"error": "no such lead", "lead_id": lead_id}, status=404)
+        return await lost(request) or web.json_response(
+            {"error": "no such lead", "lead_id": lead_id}, status=404
+        )
     return web.json_response(snap)
 
 
@@ -137,6 +166,8 @@ async def get_ledger(request: web.Request) -> web.Response:
     offset = _int_param(request, "offset", 0, 10_000)
     limit = _int_param(request, "limit", 50, 500)
     entries = await request.app[STORE_KEY].ledger(lead_id, offset, limit)
+    if not entries and (answer := await lost(request)) is not None:
+        return answer
     return web.json_response(
         {"lead_id": lead_id, "offset": offset, "limit": limit, "entries": entries}
     )
@@ -147,6 +178,8 @@ async def get_deliveries(request: web.Request) -> web.Response:
     entries = await request.app[STORE_KEY].deliveries(
         lead_id, _int_param(request, "limit", 50, 500)
     )
+    if not entries and (answer := await lost(request)) is not None:
+        return answer
     return web.json_response({"lead_id": lead_id, "deliveries": entries})
 
 
@@ -157,6 +190,8 @@ async def list_leads(request: web.Request) -> web.Response:
             {"error": f"unknown stage {stage!r}", "stages": list(STAGES)}, status=400
         )
     leads = await request.app[STORE_KEY].by_stage(stage, _int_param(request, "limit", 50, 1000))
+    if (answer := await lost(request)) is not None:  # a list may lack leads however long
+        return answer
     return web.json_response({"stage": stage, "leads": leads})
 
 
@@ -164,7 +199,9 @@ async def get_account(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
     snap = await request.app[STORE_KEY].account(account_id)
     if snap is None:
-        return web.json_response({"error": "no such account", "account_id": account_id}, status=404)
+        return await lost(request) or web.json_response(
+            {"error": "no such account", "account_id": account_id}, status=404
+        )
     return web.json_response(snap)
 
 

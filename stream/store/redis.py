@@ -6,6 +6,8 @@ Keys (all under the configured prefix, default `leadstream:`):
 - `stage:<stage>`       sorted set of lead ids by engagement, for "hottest MQLs first"
 - `deliveries:<lead_id>` list written by the notifier (its delivery log)
 - `account:<account_id>` string, JSON rollup of an account (engagement, MQA, fit, contacts)
+- `snapshots:<partition>` string, the worker's mark that Redis holds every snapshot of that
+  partition (stream/store/marks.py)
 Writes are idempotent (last snapshot wins), so an at-least-once worker can repeat them safely.
 """
 
@@ -67,6 +69,32 @@ class LeadStore:
                 pipe.lpush(key, *(e if isinstance(e, bytes) else orjson.dumps(e) for e in entries))
                 pipe.ltrim(key, 0, LEDGER_CAP - 1)
         await pipe.execute()
+
+    async def write_missing(self, snapshots: Sequence[Mapping[str, Any]]) -> int:
+        """Write the snapshots Redis has none of, with their stage ranking; returns how many.
+
+        For putting back what a Redis that lost its data forgot: a snapshot the worker wrote
+        since then is newer than the state being restored, so it stays (SET NX).
+        """
+        pipe = self.client.pipeline(transaction=False)
+        for snap in snapshots:
+            pipe.set(self.key("lead", str(snap["lead_id"])), orjson.dumps(snap), nx=True)
+        written = [snap for snap, ok in zip(snapshots, await pipe.execute(), strict=True) if ok]
+        pipe = self.client.pipeline(transaction=False)
+        for snap in written:
+            stage = str(snap.get("stage", ""))
+            if stage in STAGES:
+                score = float(snap.get("engagement") or 0)
+                pipe.zadd(self.key("stage", stage), {str(snap["lead_id"]): score})
+        await pipe.execute()
+        return len(written)
+
+    async def write_missing_accounts(self, snapshots: Sequence[Mapping[str, Any]]) -> int:
+        """`write_missing` for account rollups."""
+        pipe = self.client.pipeline(transaction=False)
+        for snap in snapshots:
+            pipe.set(self.key("account", str(snap["account_id"])), orjson.dumps(snap), nx=True)
+        return sum(1 for ok in await pipe.execute() if ok)
 
     async def write_accounts(self, snapshots: Iterable[Mapping[str, Any]]) -> None:
         """`account:<id>`: the rollup (engagement, MQA, fit, contacts' latest engagement)."""
