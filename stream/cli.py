@@ -113,11 +113,16 @@ def worker(data_dir: str | None, model_path: str | None) -> None:
 
 @main.command()
 @click.option("--webhook-url", help="Where handoffs are delivered (LEADSTREAM_WEBHOOK_URL).")
-def notifier(webhook_url: str | None) -> None:
+@click.option(
+    "--sinks",
+    help="Sinks of every handoff without a routes file, e.g. `log` to run without a sales sink "
+    "on purpose (LEADSTREAM_NOTIFIER_SINKS).",
+)
+def notifier(webhook_url: str | None, sinks: str | None) -> None:
     """Run the notifier: deliver handoffs to sales, signed, once."""
     from stream.notify.service import run
 
-    asyncio.run(run(_settings(webhook_url=webhook_url)))
+    asyncio.run(run(_settings(webhook_url=webhook_url, notifier_sinks=sinks)))
 
 
 @main.group()

@@ -178,7 +178,15 @@ class Settings:
         "Link to a lead in Slack, email and CRM tasks, with {lead_id}.", default=""
     )
     routes_path: str = _doc(
-        "Notifier routes file (YAML/JSON); empty = every handoff to the webhook, else the log.",
+        "Notifier routes file (YAML/JSON); empty = every handoff to LEADSTREAM_NOTIFIER_SINKS, "
+        "else to the webhook.",
+        default="",
+    )
+    notifier_sinks: str = _doc(
+        "Sinks of every handoff when there is no routes file, comma separated (webhook, slack, "
+        "email, crm, log). Empty: `webhook` when LEADSTREAM_WEBHOOK_URL is set; without it the "
+        "notifier refuses to start (it would take its group's partitions and deliver nothing). "
+        "`log` runs it on purpose without a sales sink (development).",
         default="",
     )
     fast_lane_concurrency: int = _doc("Concurrent P1 (fast-lane) deliveries.", default=8)

@@ -239,7 +239,8 @@ async def test_clean_install_runs_the_three_processes(
     collector's producer is connected, the worker has its partitions and recovered tables, the
     notifier's consumer has joined.
     """
-    env = {**clean_env(), **settings_env(settings)}
+    # No receiver here: the notifier must be told that the log is all it delivers to.
+    env = {**clean_env(), **settings_env(settings.replace(notifier_sinks="log"))}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name in ("collector", "worker", "notifier"):

@@ -44,7 +44,9 @@ class NotifierConfig:
     lead_link_template: str
     """Link to a lead in Slack/email/CRM, with `{lead_id}`, e.g. https://crm.example/leads/{lead_id}."""
     routes_path: str
-    """Routes file (YAML or JSON); empty = every handoff to the webhook, or the log sink."""
+    """Routes file (YAML or JSON); empty = every handoff to `sinks`, else to the webhook."""
+    sinks: tuple[str, ...]
+    """Sinks of every handoff without a routes file; empty = the webhook, which must be set."""
     attempts: int
     """Quick attempts in process (the first included) before the handoff is parked."""
     backoff_seconds: float
@@ -98,6 +100,7 @@ class NotifierConfig:
             "smtp_starttls": settings.smtp_starttls,
             "lead_link_template": settings.lead_link_template,
             "routes_path": settings.routes_path,
+            "sinks": comma_list(settings.notifier_sinks),
             "attempts": settings.delivery_attempts,
             "backoff_seconds": settings.delivery_backoff_seconds,
             "max_backoff_seconds": settings.max_backoff_seconds,

@@ -12,7 +12,8 @@
 Keys of `when`: type (ce_type), priority, to_stage, from_stage, queue. Every matching route
 adds its sinks (each sink once per handoff); no match → `default`. `escalation` is a route of
 its own that matches every SLA breach. Without a file: every handoff, SLA breaches included, to
-`webhook` when a webhook URL is set, else to `log`.
+the sinks LEADSTREAM_NOTIFIER_SINKS names, else to `webhook` when a webhook URL is set; with
+neither the notifier refuses to start, since it would consume handoffs and deliver none.
 """
 
 from __future__ import annotations
@@ -124,10 +125,34 @@ class Routes:
         return cls(tuple(routes), default)
 
     @classmethod
-    def load(cls, path: str, *, webhook_url: str = "") -> Routes:
-        """Read a routes file (.json, else YAML); an empty path gives the default routes."""
+    def without_file(cls, webhook_url: str, sinks: Sequence[str] = ()) -> Routes:
+        """Every handoff to `sinks`, else to the webhook; SettingsError when there is neither.
+
+        A notifier joins its consumer group and takes partitions whatever it delivers to: one
+        without a sink would settle every handoff of those partitions by logging it, and sales
+        would never hear of them. So the log alone must be asked for.
+        """
+        if sinks:
+            return cls((), _sinks(list(sinks), "LEADSTREAM_NOTIFIER_SINKS"))
+        if webhook_url:
+            return cls((), ("webhook",))
+        raise SettingsError(
+            "the notifier has no sink: LEADSTREAM_WEBHOOK_URL is empty and there is no routes "
+            "file (LEADSTREAM_ROUTES_PATH), so it would consume every handoff of its partitions "
+            "and deliver none. Set LEADSTREAM_WEBHOOK_URL (or a routes file), or ask for the log "
+            "only: `leadstream notifier --sinks log` (LEADSTREAM_NOTIFIER_SINKS=log)"
+        )
+
+    @classmethod
+    def load(cls, path: str, *, webhook_url: str = "", sinks: Sequence[str] = ()) -> Routes:
+        """Read a routes file (.json, else YAML); without one, `without_file`."""
         if not path:
-            return cls.default_for(webhook_url)
+            return cls.without_file(webhook_url, sinks)
+        if sinks:
+            raise SettingsError(
+                f"LEADSTREAM_NOTIFIER_SINKS={','.join(sinks)!r} and LEADSTREAM_ROUTES_PATH="
+                f"{path!r}: the routes file says where handoffs go; set one of the two"
+            )
         try:
             text = Path(path).read_text()
         except OSError as exc:

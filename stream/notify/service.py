@@ -113,7 +113,7 @@ class Notifier:
         self.config = config or NotifierConfig.from_settings(settings)
         self.topics = Topics.from_settings(settings)
         self.routes = routes or Routes.load(
-            self.config.routes_path, webhook_url=self.config.webhook_url
+            self.config.routes_path, webhook_url=self.config.webhook_url, sinks=self.config.sinks
         )
         self.sinks = (
             dict(sinks) if sinks is not None else build_sinks(self.config, self.routes.sink_names)
@@ -192,6 +192,12 @@ class Notifier:
             name="notifier-lag",
         )
         log.info("notifier started: sinks=%s", ",".join(sorted(self.sinks)))
+        if set(self.sinks) <= {"log"}:
+            log.warning(
+                "notifier delivers to the log only: the handoffs of group %s are settled "
+                "without reaching sales (set LEADSTREAM_WEBHOOK_URL or a routes file to deliver)",
+                config.group_id,
+            )
 
     async def stop(self, grace: float | None = None) -> None:
         """Let running deliveries finish (up to `grace`), commit what settled, close all."""
@@ -268,8 +274,8 @@ def metrics_app(notifier: Notifier) -> web.Application:
 async def run(settings: Settings, config: NotifierConfig | None = None) -> None:
     """The `leadstream notifier` command: serve until SIGTERM or SIGINT, then stop cleanly."""
     config = config or NotifierConfig.from_settings(settings)
+    notifier = Notifier(settings, config)  # refuses a bad setup before touching Kafka
     await ensure_topics(settings)
-    notifier = Notifier(settings, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

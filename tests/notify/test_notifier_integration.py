@@ -335,7 +335,7 @@ async def test_email_through_a_real_smtp_server(settings: Settings, running: Any
 
 async def test_run_serves_metrics_and_health_and_stops_on_signal(settings: Settings) -> None:
     run = service.run
-    task = asyncio.create_task(run(settings))
+    task = asyncio.create_task(run(settings.replace(notifier_sinks="log")))  # no receiver
     url = f"http://127.0.0.1:{settings.notifier_port}"
     async with aiohttp.ClientSession() as session:
 

@@ -52,7 +52,16 @@ def test_no_match_uses_default() -> None:
 
 def test_default_without_file() -> None:
     assert Routes.load("", webhook_url="https://x.example/h").select(make_handoff()) == ("webhook",)
-    assert Routes.load("", webhook_url="").select(make_handoff()) == ("log",)
+    assert Routes.load("", sinks=["log"]).select(make_handoff()) == ("log",)
+    both = Routes.load("", webhook_url="https://x.example/h", sinks=["webhook", "slack"])
+    assert both.select(make_handoff()) == ("webhook", "slack")
+
+
+def test_no_sink_without_file_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"no sink.*--sinks log"):
+        Routes.load("", webhook_url="")
+    with pytest.raises(SettingsError, match="LEADSTREAM_NOTIFIER_SINKS: unknown sinks"):
+        Routes.load("", sinks=["pager"])
 
 
 def test_load_yaml(tmp_path: Path) -> None:
@@ -101,7 +110,7 @@ def test_escalation_sinks_get_every_breach() -> None:
 def test_without_escalation_breaches_go_like_any_handoff(tmp_path: Path) -> None:
     breach = breach_of(make_handoff())
     assert Routes.load("", webhook_url="https://x.example/h").select(breach) == ("webhook",)
-    assert Routes.load("", webhook_url="").select(breach) == ("log",)
+    assert Routes.load("", sinks=["log"]).select(breach) == ("log",)
     assert Routes.parse({"escalation": None}, webhook_url="https://x").select(breach) == (
         "webhook",
     )
