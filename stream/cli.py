@@ -16,7 +16,7 @@ import click
 from stream import logs
 from stream.errors import LeadstreamError
 from stream.redact import redact_url
-from stream.settings import ENV_PREFIX, Settings, check_environment, describe
+from stream.settings import ENV_PREFIX, PROCESSES, Settings, check_environment, describe
 
 
 def _settings(**flags: Any) -> Settings:
@@ -75,20 +75,44 @@ def main() -> None:
     is_flag=True,
     help="Check this environment's LEADSTREAM_* values instead; exit 1 naming each bad one.",
 )
-def settings(check: bool) -> None:
+@click.option(
+    "--for",
+    "processes",
+    multiple=True,
+    type=click.Choice(PROCESSES),
+    help="With --check: also what this process refuses at startup (credentials, mapping, "
+    "model, sinks), by the process's own checks; repeatable.",
+)
+def settings(check: bool, processes: tuple[str, ...]) -> None:
     """List every setting, its environment variable, default and meaning."""
     if not check:
+        if processes:
+            raise click.UsageError("--for goes with --check")
         for name, default, text in describe():
             click.echo(f"{name}\n    default {default}\n    {text}")
         return
     problems = check_environment(os.environ)
+    if not problems:  # each process's startup checks need the values parsed
+        parsed = Settings.from_env(os.environ)
+        for process in dict.fromkeys(processes):
+            try:
+                parsed.check_for(process)
+            except LeadstreamError as exc:
+                problems.append(f"{process}: {exc}")
     for problem in problems:
         click.echo(f"bad: {problem}", err=True)
     if problems:
         click.echo(f"{len(problems)} problem(s); `leadstream settings` lists them all", err=True)
         sys.exit(1)
     given = sorted(k for k in os.environ if k.startswith(ENV_PREFIX))
-    click.echo(f"settings OK ({len(given)} LEADSTREAM_* variable(s) set, the rest default)")
+    counted = f"{len(given)} LEADSTREAM_* variable(s) set, the rest default"
+    if processes:
+        click.echo(f"settings OK for the {', '.join(dict.fromkeys(processes))} ({counted})")
+    else:
+        click.echo(
+            f"values OK ({counted}); not checked: what a process needs to start (credentials, "
+            f"mapping, model, sinks): add --for {'|'.join(PROCESSES)}"
+        )
 
 
 @main.command()

@@ -15,6 +15,7 @@ from stream.times import parse_duration
 
 ENV_PREFIX = "LEADSTREAM_"
 WORKER_INPUTS = ("stream", "batch")
+PROCESSES = ("collector", "worker", "notifier")
 
 
 def _doc(text: str, **kwargs: Any) -> Any:
@@ -325,6 +326,33 @@ class Settings:
         settings = cls(**values)
         settings.check()
         return settings
+
+    def check_for(self, process: str) -> None:
+        """Raise what `process` (collector, worker, notifier) refuses at startup, for
+        `leadstream settings --check --for`: credentials, the mapping, the model, the sinks.
+
+        These are the functions each process calls before it listens or consumes, called here,
+        not copied, so the check cannot pass what the process then refuses. Nothing connects to
+        Kafka, Redis or a receiver. Imported when called: they import this module.
+        """
+        if process == "collector":
+            from stream.collector.mapping import load_mapping
+            from stream.credentials import check_collector
+
+            check_collector(self)
+            load_mapping(self.mapping_path or None)
+        elif process == "worker":
+            from stream.credentials import check_identity_secret
+            from stream.scoring.model import load_model
+
+            check_identity_secret(self)
+            load_model(self.model_path or None)
+        elif process == "notifier":
+            from stream.notify.service import Notifier
+
+            Notifier(self)
+        else:
+            raise SettingsError(f"no process {process!r}: want {', '.join(PROCESSES)}")
 
     def replace(self, **changes: Any) -> Settings:
         settings = dataclasses.replace(self, **changes)

@@ -1,4 +1,4 @@
-"""stream/cli.py: exit codes and output of `settings --check` and `simulate` (issue 13, #7)."""
+"""stream/cli.py: exit codes and output of `settings --check [--for]` and `simulate`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from aiohttp import web
 from click.testing import CliRunner
 
 from stream.cli import main
+from stream.dev.credentials import dev_credentials
 from stream.dev.process import free_port
-from stream.settings import check_environment
+from stream.settings import ENV_PREFIX, check_environment
 
 # --- settings --check -------------------------------------------------------------------------
 
@@ -24,7 +25,65 @@ from stream.settings import check_environment
 def test_settings_check_passes_a_good_environment() -> None:
     result = CliRunner().invoke(main, ["settings", "--check"], env={"LEADSTREAM_PARTITIONS": "8"})
     assert result.exit_code == 0, result.output
-    assert "settings OK" in result.output
+    assert "values OK" in result.output
+
+
+def test_settings_check_alone_says_what_it_did_not_check() -> None:
+    """The finding: `settings --check` said "settings OK" where the collector then exited 1."""
+    result = CliRunner().invoke(main, ["settings", "--check"], env={"LEADSTREAM_PARTITIONS": "8"})
+    assert "settings OK" not in result.output
+    assert "not checked" in result.output and "--for collector|worker|notifier" in result.output
+
+
+def credentials_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Development credentials as LEADSTREAM_* variables, plus `extra` (name: value)."""
+    values = {**dev_credentials(tmp_path), **extra}
+    return {f"{ENV_PREFIX}{name.upper()}": value for name, value in values.items()}
+
+
+@pytest.mark.parametrize(
+    ("process", "unset", "named"),
+    [
+        ("collector", "identity_secret", "LEADSTREAM_IDENTITY_SECRET is empty"),
+        ("collector", "write_keys", "LEADSTREAM_WRITE_KEYS is empty"),
+        ("worker", "identity_secret", "LEADSTREAM_IDENTITY_SECRET is empty"),
+        ("notifier", "webhook_url", "the notifier has no sink"),
+        ("notifier", "webhook_secret", "LEADSTREAM_WEBHOOK_SECRET is empty"),
+    ],
+)
+def test_check_for_a_process_refuses_what_that_process_refuses(
+    tmp_path: Path, process: str, unset: str, named: str
+) -> None:
+    env = credentials_env(tmp_path, webhook_url="https://hooks.example.com/sales")
+    env[f"{ENV_PREFIX}{unset.upper()}"] = ""
+    values_only = CliRunner().invoke(main, ["settings", "--check"], env=env)
+    assert values_only.exit_code == 0, values_only.output  # every value parses
+    check = CliRunner().invoke(main, ["settings", "--check", "--for", process], env=env)
+    assert check.exit_code == 1, check.output
+    assert f"bad: {process}: {named}" in check.stderr
+    started = CliRunner().invoke(main, [process], env=env)  # refused before it connects
+    assert started.exit_code == 1, started.output
+    assert named in started.output
+
+
+def test_check_for_each_process_asks_only_what_it_needs(tmp_path: Path) -> None:
+    env = credentials_env(
+        tmp_path,
+        webhook_url="https://hooks.example.com/sales",
+        model_path=str(tmp_path / "no-such-model.yaml"),
+    )
+    every = ["--for", "collector", "--for", "notifier"]
+    result = CliRunner().invoke(main, ["settings", "--check", *every], env=env)
+    assert result.exit_code == 0, result.output
+    assert "settings OK for the collector, notifier" in result.output
+    worker = CliRunner().invoke(main, ["settings", "--check", "--for", "worker"], env=env)
+    assert worker.exit_code == 1
+    assert "bad: worker: " in worker.stderr and "no-such-model.yaml" in worker.stderr
+
+
+def test_for_without_check_is_a_usage_error() -> None:
+    result = CliRunner().invoke(main, ["settings", "--for", "worker"])
+    assert result.exit_code == 2 and "--for goes with --check" in result.output
 
 
 @pytest.mark.parametrize(
