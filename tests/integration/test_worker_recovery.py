@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from stream.demo import Processes
-from stream.settings import Settings
+from stream.settings import WORKER_INPUTS, Settings
 from stream.topics import Topics
 from tests.integration.worker_runs import (
     assert_ends_like_replay,
@@ -31,6 +31,12 @@ from tests.integration.worker_runs import (
 from tests.kafka_helpers import produce_events
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=WORKER_INPUTS)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Killed and restarted with each input path (`LEADSTREAM_WORKER_INPUT`)."""
+    return settings.replace(worker_input=request.param)
 
 
 async def test_sigkill_at_random_moments_ends_like_replay(
