@@ -23,7 +23,7 @@ from stream.bench.report import build, git_commit, machine, render
 from stream.dev import DevEnvironment
 from stream.dev.process import free_port
 from stream.errors import LeadstreamError
-from stream.settings import Settings
+from stream.settings import WORKER_INPUTS, Settings
 
 PHASES = (
     "b0",
@@ -56,6 +56,9 @@ QUICK = (12_000, 5_000, 8.0, 240.0, 3.0, 5.0)
 @click.option("--bootstrap", help="Use this running Kafka instead of starting one.")
 @click.option("--redis-url", help="Use this running Redis instead of starting one.")
 @click.option("--keep-work", is_flag=True, help="Keep the work directory (logs, state, file).")
+@click.option("--worker-input", type=click.Choice(WORKER_INPUTS),
+              help="The workers' input path (LEADSTREAM_WORKER_INPUT): Faust's per-record "
+                   "stream or the batch loop.")  # fmt: skip
 def bench(
     events: int | None,
     leads: int | None,
@@ -65,6 +68,7 @@ def bench(
     bootstrap: str | None,
     redis_url: str | None,
     keep_work: bool,
+    worker_input: str | None,
 ) -> None:
     """Measure B0, P-faust and the worker side by side, the collector's HTTP ingest and the
     event → delivered notification latency; print one report with targets."""
@@ -80,7 +84,9 @@ def bench(
         from stream.dev.credentials import with_dev_credentials
 
         # dev credentials (no defaults any more): the bench runs its own collector and receiver
-        base = with_dev_credentials(Settings.from_env(log_level="warning"))
+        base = with_dev_credentials(
+            Settings.from_env(log_level="warning", worker_input=worker_input)
+        )
     except LeadstreamError as exc:
         raise click.ClickException(str(exc)) from None
     env = None
@@ -114,6 +120,7 @@ def bench(
         "file_leads": plan.file_leads,
         "leads": n_leads,
         "partitions": base.partitions,
+        "worker_input": base.worker_input,
         "errors": {},
     }
     # aiokafka logs a retried NotLeaderForPartition for every partition of a just-created
