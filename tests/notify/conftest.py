@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,9 +15,9 @@ from multidict import CIMultiDict
 
 from stream.notify.sinks import Handoff
 
-# Random key bytes: the notifier refuses typed ones (issue 28).
-SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
-SECRET_NEW = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+# Random key bytes, fixed (conftest may be imported twice): the notifier refuses typed ones.
+SECRET = "whsec_E/rMrQHBPjiaOIXa4aWnTYwp9xJ8q1A6AU2FxydZ4wg="
+SECRET_NEW = "whsec_yGzdZRxuMSRkGnRGJvAuiB27QQ/UXgo/bvpOJbgEkbA="
 
 
 def handoff_data(lead_id: str = "lead-1", seq: int = 1, **overrides: Any) -> dict[str, Any]:
