@@ -57,6 +57,42 @@ def parse_rfc3339(text: str, *, assume_utc: bool = False) -> datetime:
     return parsed
 
 
+# The form every event carries once the collector has written it (`2026-01-05T08:00:00.123Z`):
+# read by arithmetic on a cached day, the same value `parse_rfc3339` gives, ~10x faster.
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?Z")
+_DAYS: dict[str, int | None] = {}
+_SECONDS: dict[int, str] = {}
+_CACHE_MAX = 100_000
+
+
+def parse_us(text: str, *, assume_utc: bool = False) -> int:
+    """`to_us(parse_rfc3339(text))`, fast for the canonical form; raises ValueError alike.
+
+    Why: an event time is read for every event the engine applies (and written for every
+    ledger entry), and a stream's times share their day.
+    """
+    if _CANONICAL.fullmatch(text) is not None:
+        date = text[:10]
+        day = _DAYS.get(date, -1)
+        if day == -1:
+            try:
+                day = to_us(parse_rfc3339(date + "T00:00:00Z"))
+            except ValueError:  # no such date: the full parse below says so
+                day = None
+            if len(_DAYS) >= _CACHE_MAX:
+                _DAYS.clear()
+            _DAYS[date] = day
+        if day is not None:
+            fraction = text[20:-1]
+            return (
+                day
+                + (int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19]))
+                * US_PER_SECOND
+                + (int(fraction.ljust(6, "0")) if fraction else 0)
+            )
+    return to_us(parse_rfc3339(text, assume_utc=assume_utc))
+
+
 def to_us(value: datetime) -> int:
     """An aware datetime as integer microseconds since the epoch (exact)."""
     return (value - EPOCH) // timedelta(microseconds=1)
@@ -83,8 +119,20 @@ def format_rfc3339(value: datetime, precision: Precision = "ms") -> str:
 
 
 def format_us(us: int, precision: Precision = "auto") -> str:
-    """`format_rfc3339` of integer microseconds since the epoch."""
-    return format_rfc3339(from_us(us), precision)
+    """`format_rfc3339` of integer microseconds since the epoch (the whole seconds cached:
+    every ledger entry and transition is written with its time)."""
+    whole, micros = divmod(us, US_PER_SECOND)
+    stamp = _SECONDS.get(whole)
+    if stamp is None:
+        stamp = from_us(whole * US_PER_SECOND).strftime("%Y-%m-%dT%H:%M:%S")
+        if len(_SECONDS) >= _CACHE_MAX:
+            _SECONDS.clear()
+        _SECONDS[whole] = stamp
+    if precision == "ms":
+        return f"{stamp}.{micros // 1000:03d}Z"
+    if precision == "us" or (precision == "auto" and micros):
+        return f"{stamp}.{micros:06d}Z"
+    return f"{stamp}Z"
 
 
 def parse_duration(value: str | float) -> timedelta:

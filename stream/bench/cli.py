@@ -18,6 +18,7 @@ import orjson
 from stream.bench.collector import collector_phase
 from stream.bench.delivery import delivery_phase
 from stream.bench.phases import Bench, Plan
+from stream.bench.pipeline import pipeline_phase
 from stream.bench.rebalance import rebalance_phase
 from stream.bench.report import build, git_commit, machine, render
 from stream.dev import DevEnvironment
@@ -26,6 +27,7 @@ from stream.errors import LeadstreamError
 from stream.settings import WORKER_INPUTS, Settings
 
 PHASES = (
+    "pipeline",
     "b0",
     "pfaust",
     "worker",
@@ -36,6 +38,7 @@ PHASES = (
     "restart",
     "rebalance",
 )
+IN_PROCESS = frozenset({"pipeline"})  # phases that need no Kafka or Redis
 REPO = Path(__file__).resolve().parents[2]
 # (events, state leads, latency seconds, drain timeout, collector seconds per mode, delivery
 # seconds): a full run takes a few minutes on 2 cores; --quick is what the test runs.
@@ -90,7 +93,8 @@ def bench(
     except LeadstreamError as exc:
         raise click.ClickException(str(exc)) from None
     env = None
-    if bootstrap is None or redis_url is None:
+    servers = bool(set(wanted) - IN_PROCESS)
+    if servers and (bootstrap is None or redis_url is None):
         base = base.replace(
             dev_dir=str(work / "dev"),
             kafka_bootstrap=bootstrap or f"127.0.0.1:{free_port()}",
@@ -98,7 +102,7 @@ def bench(
             redis_url=redis_url or f"redis://127.0.0.1:{free_port()}/0",
         )
         env = DevEnvironment(base)
-    else:
+    elif servers:
         base = base.replace(kafka_bootstrap=bootstrap, redis_url=redis_url)
     plan = Plan(
         base,
@@ -115,7 +119,11 @@ def bench(
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": git_commit(REPO),
         "mode": "quick" if quick else "full",
-        "machine": machine(base.kafka_version if bootstrap is None else "external broker"),
+        "machine": machine(
+            base.kafka_version if bootstrap is None else "external broker",
+        )
+        if servers
+        else machine("not started"),
         "events": n_events,
         "file_leads": plan.file_leads,
         "leads": n_leads,
@@ -163,6 +171,7 @@ async def _run(bench: Bench, wanted: list[str], errors: dict[str, str]) -> dict[
     """Phases in a fixed order (latency needs the worker's rate); a failed phase is reported
     and the others still run."""
     steps: list[tuple[str, Any]] = [
+        ("pipeline", functools.partial(pipeline_phase, bench)),
         ("b0", bench.b0),
         ("pfaust", bench.pfaust),
         ("worker", bench.worker),

@@ -18,6 +18,7 @@ Results = dict[str, dict[str, Any]]
 # SPEC.md, "Performance" (and the worker issue's Done when): (label, op, limit, unit, where the
 # value is: a phase and its field, or "ratios" and a name)
 TARGETS: tuple[tuple[str, str, float, str, str, str], ...] = (
+    ("pure pipeline CPU per event (replay)", "<=", 50, "µs", "pipeline", "cpu_us_per_event"),
     ("worker throughput", ">=", 12_000, "events/s", "worker", "events_per_s"),
     ("worker / B0", ">=", 0.12, "×", "ratios", "worker_vs_b0"),
     ("worker / P-faust", ">=", 2.0, "×", "ratios", "worker_vs_pfaust"),
@@ -115,8 +116,22 @@ def render(report: dict[str, Any]) -> str:
         f"partitions {h['partitions']}; state: {h['leads']:,} distinct leads; "
         f"worker input {h.get('worker_input', 'stream')}",
         "",
-        "drain (first commit → zero lag)     events/s   CPU s/1k ev   events",
     ]
+    if pipe := p.get("pipeline"):
+        lines.append(
+            f"pure pipeline in process ({pipe['events']:,} events, median of {pipe['repeats']})"
+            "      CPU µs/event   events/CPU s   events/s"
+        )
+        for name, label in (("floor", "floor: orjson.loads per line"),
+                            ("replay", "replay (one partition)"),
+                            ("worker_style", "worker-style (4 partitions, landings)")):  # fmt: skip
+            r = pipe[name]
+            lines.append(
+                f"  {label:<40} {r['cpu_us_per_event']:>12.1f}   {_num(r['events_per_cpu_s']):>12}"
+                f"   {_num(r['events_per_s']):>8}"
+            )
+        lines.append("")
+    lines.append("drain (first commit → zero lag)     events/s   CPU s/1k ev   events")
     for name, label in (("b0", "B0 aiokafka getmany + orjson"), ("pfaust", "P-faust count per key"),
                         ("worker", "leadstream worker")):  # fmt: skip
         r = p.get(name)

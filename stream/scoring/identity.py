@@ -30,6 +30,7 @@ from typing import Any
 ANON_PREFIX = "anon:"
 EMAIL_PREFIX = "email:"
 DEV_IDENTITY_SECRET = "leadstream-dev-identity-secret"
+HOMES_CACHED = 200_000  # partitions of recently seen keys kept (about 30 MB at most)
 
 
 def secret_or_dev(secret: str) -> str:
@@ -101,9 +102,20 @@ class Identity:
         self.partitions = partitions
         self.secret = secret
         self.partition_of = partition_of
+        # key -> partition: the partitioner's hash is pure Python and every event asks
+        self.homes: dict[bytes, int] = {}
+
+    def _home(self, key: bytes) -> int:
+        home = self.homes.get(key)
+        if home is None:
+            home = 0 if self.partitions == 1 else self.partition_of(key, self.partitions)
+            if len(self.homes) >= HOMES_CACHED:
+                self.homes.clear()
+            self.homes[key] = home
+        return home
 
     def home_of_user(self, user_id: str) -> int:
-        return self.partition_of(user_id.encode(), self.partitions)
+        return self._home(user_id.encode())
 
     def home_of(self, lead_id: str) -> int | None:
         """The home partition of a lead id, where it can be told from the id alone (known
@@ -111,7 +123,7 @@ class Identity:
         if lead_id.startswith(EMAIL_PREFIX):
             return None
         if lead_id.startswith(ANON_PREFIX):
-            return self.partition_of(lead_id[len(ANON_PREFIX) :].encode(), self.partitions)
+            return self._home(lead_id[len(ANON_PREFIX) :].encode())
         return self.home_of_user(lead_id)
 
     def resolve(
@@ -133,7 +145,7 @@ class Identity:
                     found,
                     "a",
                     anon,
-                    self.partition_of(anon.encode(), self.partitions),
+                    self._home(anon.encode()),
                     partition,
                     lookup,
                 )
@@ -142,7 +154,7 @@ class Identity:
                     found,
                     "e",
                     email_digest(email, self.secret),
-                    self.partition_of(normalise_email(email).encode(), self.partitions),
+                    self._home(normalise_email(email).encode()),
                     partition,
                     lookup,
                     conflicts=False,
@@ -166,7 +178,7 @@ class Identity:
         """An event with a visitor id only: the lead its alias names, else the visitor."""
         alias = f"{kind}:{value}"
         known = lookup(alias)
-        visitor_home = self.partition_of(key, self.partitions)
+        visitor_home = self._home(key)
         if known is not None:
             home = self.home_of(known)
             return Resolution(lead_id=known, home=visitor_home if home is None else home)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from stream.scoring.model import Model, TypeRule
 from stream.scoring.state import LeadState
 
@@ -21,7 +23,8 @@ def is_early_pricing(state: LeadState, t_us: int, model: Model) -> bool:
         rule = model.types.get(name)
         if rule is None or rule.group != j.early_window_group or name == j.early_type:
             continue
-        if any(low < x <= t_us for x in times):
+        first = bisect.bisect_right(times, low)  # times are sorted (state.add_time)
+        if first < len(times) and times[first] <= t_us:
             return False
     return True
 
@@ -30,8 +33,11 @@ def streak_due(state: LeadState, t_us: int, model: Model) -> bool:
     """After a scored product view at t (already recorded): >= 2 distinct calendar dates among
     scored product views with t_i in (t - 7, t]."""
     j = model.journey
-    low = t_us - j.streak_window_us
-    days = {model.local_day(x) for x in state.times.get(j.streak_trigger, ()) if low < x <= t_us}
+    times = state.times.get(j.streak_trigger, [])
+    window = times[
+        bisect.bisect_right(times, t_us - j.streak_window_us) : bisect.bisect_right(times, t_us)
+    ]
+    days = {model.local_day(x) for x in window}
     return len(days) >= j.streak_min_days
 
 

@@ -91,18 +91,19 @@ def replay_lines(
     report = on_error or _stderr
     stats = stats if stats is not None else ReplayStats()
     until_us = None if until is None else _to_us(until)
-    table: dict[bytes, bytes] = {}
+    leads: dict[str, LeadState] = {}
     aliases: dict[str, str] = {}
     merges: dict[str, str] = {}
     identity = Identity(1, secret or DEV_IDENTITY_SECRET, partition_for)
     pipeline = Pipeline(
-        Tables.shared(aliases, table, merges),
+        Tables(lambda _p: aliases, lambda _p: {}, lambda _p: merges, memory=leads),
         model,
         identity,
         TickScheduler({}),
         BY_LEAD,
         merge_timeout=float("inf"),
         trust_lead_ids=True,
+        records=False,
     )
     last_us: int | None = None
     for number, raw in enumerate(lines, 1):
@@ -128,7 +129,7 @@ def replay_lines(
             continue
         topic = f"leads.events.{CHANNEL_TOPIC.get(str(body.get('channel')), 'web')}"
         source = channel_source(topic, 0)
-        queue = [Record(topic, 0, number, None, orjson.dumps(body), [], source)]
+        queue = [Record(topic, 0, number, None, b"", [], source, body, event=event)]
         while queue:
             emit = pipeline.process(queue.pop(0))
             for key, hop, headers, _home in emit.by_lead:  # none with one partition
@@ -145,7 +146,6 @@ def replay_lines(
             pipeline.write_landing(pipeline.take_landing())
     pipeline.write_landing(pipeline.take_landing())
     end_us = until_us if until_us is not None else last_us
-    leads = {key.decode(): LeadState.decode(value) for key, value in table.items()}
     if states is not None:
         states.update(leads)
     if end_us is None:

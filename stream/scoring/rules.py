@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,12 +38,12 @@ def freq_capped(state: LeadState, rule: TypeRule, t_us: int, model: Model) -> bo
     times = state.times.get(rule.name)
     if not times:
         return False
+    # `times` is sorted (state.add_time): count the window by bisection
     if freq.window_us is None:
         start, end = model.day_bounds(t_us)
-        count = sum(1 for x in times if start <= x < end)
+        count = bisect.bisect_left(times, end) - bisect.bisect_left(times, start)
     else:
-        low = t_us - freq.window_us
-        count = sum(1 for x in times if low < x <= t_us)
+        count = bisect.bisect_right(times, t_us) - bisect.bisect_right(times, t_us - freq.window_us)
     return count >= freq.count
 
 

@@ -54,6 +54,7 @@ from stream.scoring.state import remember_id, seen_before
 from stream.worker.handoff import handoff_record
 from stream.worker.processor import Emit, Record, dead_letter, header
 from stream.worker.staging import Staged
+from stream.worker.states import EncodedStates, MemoryStates
 from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
@@ -71,6 +72,8 @@ class Tables:
     aliases: Callable[[int], MutableMapping[str, str]]
     states: Callable[[int], MutableMapping[bytes, bytes]]
     merges: Callable[[int], MutableMapping[str, str]]
+    memory: dict[str, LeadState] | None = None
+    """States as objects by lead id, never encoded (replay): used instead of `states`."""
 
     @classmethod
     def shared(
@@ -109,6 +112,8 @@ class Pipeline:
         clock: Callable[[], float] = time.monotonic,
         trust_lead_ids: bool = False,
         observe_latency: bool = False,
+        state_cache: int = 50_000,
+        records: bool = True,
     ):
         self.model = model
         self.identity = identity
@@ -121,8 +126,16 @@ class Pipeline:
         self.trust_lead_ids = trust_lead_ids
         # Receipt → score latency, for a live worker (a replay's receipts are history).
         self.observe_latency = observe_latency
+        # Build the records a worker produces (handoffs, ledger entries, contact updates) and
+        # count what happens in metrics; replay and the reports read transitions only.
+        self.records = records
+        self.transition_counters: dict[tuple[str, str, str], Any] = {}
         self.aliases: Staged[str, str] = Staged(tables.aliases)
-        self.states: Staged[str, LeadState] = Staged(_Decoded(tables.states))
+        self.states: EncodedStates | MemoryStates = (
+            MemoryStates(tables.memory)
+            if tables.memory is not None
+            else EncodedStates(tables.states, state_cache)
+        )
         self.merges: Staged[str, str] = Staged(tables.merges)
         self.absorbed: list[tuple[str, str]] = []
         # (partition, lead) -> records held behind its pending merge, in arrival order
@@ -135,7 +148,7 @@ class Pipeline:
         """One input record. `Emit.done` lists the records it finished (itself unless parked,
         and any parked records a completed merge released), for the caller to acknowledge."""
         emit = Emit()
-        started = time.perf_counter()
+        started = time.perf_counter() if self.records else 0.0
         try:
             if record.topic == self.by_lead_topic:
                 self._by_lead(record, emit)
@@ -145,7 +158,8 @@ class Pipeline:
             stage = "worker" if record.topic == self.by_lead_topic else "identity"
             emit.deadletters.append(dead_letter(record, exc, stage))
             emit.done.append(record)
-        SCORING_SECONDS.observe(time.perf_counter() - started)
+        if self.records:
+            SCORING_SECONDS.observe(time.perf_counter() - started)
         return emit
 
     def expire(self, partition: int) -> Emit:
@@ -192,11 +206,15 @@ class Pipeline:
             if where[0] not in mine:
                 del self.parked[where]
                 self.waiting_since.pop(where, None)
+        self.states.forget(mine)
         self._gauges()
 
     def take_landing(self) -> Landing:
+        """The batch's writes, for the caller to write to its tables. Written states stay
+        decoded in the pipeline: a caller that does not write a landing (a dropped batch) must
+        call `forget_partitions` before it processes more records of those partitions."""
         landing = Landing(
-            {(p, k): v for (p, k), v in self.states.take().items()},
+            self.states.take(),
             self.aliases.take(),
             self.merges.take(),
             self.absorbed,
@@ -213,7 +231,8 @@ class Pipeline:
     # -- channel records -----------------------------------------------------------------
 
     def _channel(self, record: Record, emit: Emit) -> None:
-        body = orjson.loads(record.value)
+        # a copy of a parsed body: a record held behind a merge is processed again
+        body = dict(record.body) if record.body is not None else orjson.loads(record.value)
         if not isinstance(body, dict):
             raise TypeError("a canonical event must be a JSON object")
         if body.get("type") == "identity.alias":
@@ -225,12 +244,21 @@ class Pipeline:
             # Receipt time travels with everything this event causes (latency metrics).
             record.headers = [*record.headers, ("received_at", body["received_at"].encode())]
         lead_id = body.pop("lead_id", None)  # decided here, never taken from a public topic
+        # Checked before any identity step: an invalid event changes nothing, not even aliases.
+        event = record.event or Event.from_dict(body)
         if self.trust_lead_ids and isinstance(lead_id, str) and lead_id:
-            self._at_home(record, body, Resolution(lead_id, record.partition), emit)
+            self._at_home(record, body, Resolution(lead_id, record.partition), emit, event)
             return
-        self._route(record, body, emit, hops=0)
+        self._route(record, body, emit, 0, event)
 
-    def _route(self, record: Record, body: dict[str, Any], emit: Emit, hops: int) -> None:
+    def _route(
+        self,
+        record: Record,
+        body: dict[str, Any],
+        emit: Emit,
+        hops: int,
+        event: Event | None = None,
+    ) -> None:
         p = record.partition
         found = self.identity.resolve(body, p, lambda key: self.aliases.get(p, key))
         if found.home != p:
@@ -239,7 +267,7 @@ class Pipeline:
             return
         for key, lead_id in found.alias_writes.items():
             self.aliases.put(p, key, lead_id)
-        self._at_home(record, body, found, emit)
+        self._at_home(record, body, found, emit, event)
 
     def _forward(
         self,
@@ -258,7 +286,14 @@ class Pipeline:
         emit.by_lead.append((lead_id.encode(), forward, _carry(record), home))
         emit.done.append(record)
 
-    def _at_home(self, record: Record, body: dict[str, Any], found: Resolution, emit: Emit) -> None:
+    def _at_home(
+        self,
+        record: Record,
+        body: dict[str, Any],
+        found: Resolution,
+        emit: Emit,
+        event: Event | None = None,
+    ) -> None:
         p, lead_id = record.partition, found.lead_id
         if self._pending(p, lead_id) is not None:
             self._park(p, lead_id, record)
@@ -268,7 +303,8 @@ class Pipeline:
             return
         visitors = [self._hand_over(p, visitor, lead_id) for visitor in found.local_visitors]
         conflicts = [found.conflict_with] if found.conflict_with else []
-        self._apply(record, record.position, lead_id, body, visitors, conflicts, emit)
+        event = event or Event.from_dict(body)
+        self._apply(record, record.position, lead_id, event, visitors, conflicts, emit)
         emit.done.append(record)
 
     # -- by-lead records -----------------------------------------------------------------
@@ -371,8 +407,7 @@ class Pipeline:
             return
         if not body.get("state") and not body.get("conflict"):
             return
-        identify = dict(body["identify"])
-        identify["event_id"] = mark
+        identify = Event.from_dict({**body["identify"], "event_id": mark})
         visitors = [_decode_state(body["state"])] if body.get("state") else []
         conflicts = [str(body["conflict"])] if body.get("conflict") else []
         self._apply(record, None, lead_id, identify, visitors, conflicts, emit, merge_only=True)
@@ -429,7 +464,7 @@ class Pipeline:
             origin,
             (int(position[0]), int(position[1])),
             lead_id,
-            pending["event"],
+            Event.from_dict(pending["event"]),
             [_decode_state(raw) for raw in pending["visitors"]],
             list(pending["conflicts"]),
             emit,
@@ -478,7 +513,7 @@ class Pipeline:
         record: Record,
         position: tuple[int, int] | None,
         lead_id: str,
-        body: dict[str, Any],
+        event: Event,
         visitors: Sequence[LeadState | None],
         conflicts: list[str],
         emit: Emit,
@@ -494,21 +529,13 @@ class Pipeline:
         """
         p = record.partition
         state = self.states.get(p, lead_id) or new_state(lead_id)
-        event = Event.from_dict({**body, "lead_id": lead_id})
         joined = [v for v in visitors if v is not None]
         applied = False
         consumed = False  # whether the merge was the event itself
         if joined:
             identify = event
             if event.type != "identify" and not merge_only:
-                identify = Event.from_dict(
-                    {
-                        **body,
-                        "lead_id": lead_id,
-                        "type": "identify",
-                        "event_id": f"merge:{event.event_id}",
-                    }
-                )
+                identify = event.with_changes(type="identify", event_id=f"merge:{event.event_id}")
             consumed = identify is event
             metrics.IDENTITY_MERGES.labels(kind="merge").inc()
             merged = merge_states(
@@ -519,21 +546,20 @@ class Pipeline:
         for other in conflicts:
             metrics.IDENTITY_MERGES.labels(kind="conflict").inc()
             log.warning("identity conflict: an anonymous id already belongs to another lead")
-            conflict = {
-                **body,
-                "lead_id": lead_id,
-                "type": "identity.conflict",
-                "event_id": f"conflict:{event.event_id}",
-                "properties": {"other_lead_id": other},
-            }
-            self._collect(record, apply(state, Event.from_dict(conflict), self.model), emit)
+            conflict = event.with_changes(
+                type="identity.conflict",
+                event_id=f"conflict:{event.event_id}",
+                properties={"other_lead_id": other},
+            )
+            self._collect(record, apply(state, conflict, self.model), emit)
         for mark in merge_marks:
             remember_id(state, mark, self.model, at_us=event.t_us)
         if not consumed and not merge_only:
             outcome = apply(state, event, self.model, offset=position)
             self._collect(record, outcome, emit)
             applied = outcome.applied
-        (APPLIED if applied else DUPLICATE).inc()
+        if self.records:
+            (APPLIED if applied else DUPLICATE).inc()
         if applied and self.observe_latency:
             observe_since(header(record, "received_at"), metrics.EVENT_TO_SCORE)
         # Stored even when nothing changed: after a SIGKILL the local RocksDB can be ahead of
@@ -544,9 +570,10 @@ class Pipeline:
     def _keep(self, p: int, state: LeadState, emit: Emit) -> None:
         self.states.put(p, state.lead_id, state)
         self.on_state(state.lead_id, state)
-        contact = contact_update(state, self.model)
-        if contact is not None:
-            emit.accounts.append((contact.account_id.encode(), orjson.dumps(contact.to_dict())))
+        if self.records and state.account_id:
+            contact = contact_update(state, self.model)
+            if contact is not None:
+                emit.accounts.append((contact.account_id.encode(), orjson.dumps(contact.to_dict())))
         due = next_tick_at(state, self.model)
         if due is not None:
             self.ticks.schedule(p, state.lead_id, due)
@@ -571,15 +598,22 @@ class Pipeline:
                 self._keep(p, outcome.state, emit)
 
     def _collect(self, record: Record, outcome: Outcome, emit: Emit) -> None:
-        received = header(record, "received_at")
-        for tr in outcome.transitions:
-            emit.transitions.append(tr)
-            emit.handoffs.append(handoff_record(tr, received))
-            metrics.TRANSITIONS.labels(
-                from_stage=tr.from_stage, to_stage=tr.to_stage, reason=tr.reason
-            ).inc()
+        emit.transitions += outcome.transitions
+        if not self.records:
+            return
+        if outcome.transitions:
+            received = header(record, "received_at")
+            counters = self.transition_counters
+            for tr in outcome.transitions:
+                emit.handoffs.append(handoff_record(tr, received))
+                labels = (tr.from_stage, tr.to_stage, tr.reason)
+                counter = counters.get(labels)
+                if counter is None:
+                    counter = counters[labels] = metrics.TRANSITIONS.labels(*labels)
+                counter.inc()
+        dumps = orjson.dumps
         for entry in outcome.ledger:
-            emit.ledger.append((entry.lead_id.encode(), orjson.dumps(entry.to_dict())))
+            emit.ledger.append((entry.lead_id.encode(), dumps(entry.to_dict())))
 
     def snapshot(self, state: LeadState) -> dict[str, Any]:
         return snapshot(state, self.model)
@@ -587,42 +621,6 @@ class Pipeline:
 
 class RoutingLoopError(Exception):
     reason = "identity_loop"
-
-
-class _Decoded(MutableMapping[str, LeadState]):
-    """A state table seen as lead id → LeadState (the table holds encoded bytes)."""
-
-    def __init__(self, table_for: Callable[[int], MutableMapping[bytes, bytes]]):
-        self.table_for = table_for
-        self.partition = 0
-
-    def __call__(self, partition: int) -> _Decoded:
-        view = _Decoded(self.table_for)
-        view.partition = partition
-        return view
-
-    def __getitem__(self, key: str) -> LeadState:
-        raw = self.table_for(self.partition)[key.encode()]
-        return LeadState.decode(raw)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        raw = self.table_for(self.partition).get(key.encode())
-        return default if raw is None else LeadState.decode(raw)
-
-    def __setitem__(self, key: str, value: LeadState) -> None:
-        self.table_for(self.partition)[key.encode()] = value.encode()
-
-    def __delitem__(self, key: str) -> None:
-        del self.table_for(self.partition)[key.encode()]
-
-    def pop(self, key: str, default: Any = None) -> Any:
-        return self.table_for(self.partition).pop(key.encode(), default)
-
-    def __iter__(self) -> Any:
-        return (k.decode() for k in self.table_for(self.partition))
-
-    def __len__(self) -> int:
-        return len(self.table_for(self.partition))
 
 
 def observe_since(received_at: str | None, histogram: Any) -> None:

@@ -17,7 +17,7 @@ import orjson
 
 from stream import metrics
 from stream.deadletters.record import Headers, deadletter_headers
-from stream.scoring import Model, Transition
+from stream.scoring import Event, Model, Transition
 from stream.scoring.account import AccountState, AccountUpdate, ContactUpdate, update_account
 from stream.scoring.events import format_us
 from stream.worker.cloudevent import binary_headers, event_id
@@ -38,10 +38,13 @@ class Record:
     # Which watermark of the lead's state the offset belongs to: the partition for by-lead
     # records, a channel topic's own id (`channel_source`) for channel records.
     source: int | None = None
-    # A by-lead body that never left the process comes parsed; `value` may then be empty.
+    # A body that never left the process comes parsed (a by-lead record; a replay line);
+    # `value` may then be empty.
     body: dict[str, Any] | None = None
     ref: Any = None  # the consumer's own handle (Faust's event), to acknowledge it
     fetched_ms: int = 0  # when its partition was last fetched as it arrived (wall clock, ms)
+    # The channel event already checked and built from `body` (replay reads each line once).
+    event: Event | None = None
 
     @property
     def position(self) -> tuple[int, int]:

@@ -88,6 +88,11 @@ def test_report_lists_every_target_and_ratio() -> None:
                      "max_ms": 95.0, "handoff_p50_ms": 30.0, "handoff_p99_ms": 80.0,
                      "request_p50_ms": 5.0, "background_events": 2500.0, "deliveries": 199.0,
                      "rejected": 0.0, "duplicates": 0.0, "errors": 0.0, "error_kinds": {}},
+        "pipeline": {"events": 10, "repeats": 3, "cpu_us_per_event": 40.0,
+                     **{way: {"cpu_us_per_event": us, "events_per_cpu_s": 1e6 / us,
+                              "events_per_s": 9e5 / us, "cpu_us_runs": [us] * 3}
+                        for way, us in (("floor", 2.0), ("replay", 40.0),
+                                        ("worker_style", 60.0))}},
         "rebalance": {"partitions": 12, "rate_per_s": 300.0, "settle_s": 6.0,
                       **{mode: {"steady_longest_gap_s": 0.2,
                                 "cases": [{"case": "crash (SIGKILL)", "longest_pause_s": 7.5,
@@ -107,6 +112,25 @@ def test_report_lists_every_target_and_ratio() -> None:
     assert "single /v1/track" in text and "batch  /v1/batch" in text and "HTTP 503 ×2" in text
     assert "delivery: 99/100 hand-raisers delivered" in text
     assert "static membership: crash (SIGKILL) 7.5 s (6)" in text
+    assert "replay (one partition)" in text and "40.0" in text
+
+
+def test_pipeline_phase_runs_in_process_without_servers(tmp_path: Path) -> None:
+    """`--phases pipeline` measures the pure pipeline and starts no Kafka and no Redis."""
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(bench, ["--quick", "--phases", "pipeline", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = orjson.loads(out.read_bytes())
+    assert report["header"]["machine"]["kafka"] == "not started"
+    phase = report["phases"]["pipeline"]
+    assert phase["events"] == 12_000 and phase["repeats"] == 3
+    for way in ("floor", "replay", "worker_style"):
+        assert phase[way]["cpu_us_per_event"] > 0 and len(phase[way]["cpu_us_runs"]) == 3
+        _numbers(phase[way])
+    # reading a line is a small part of scoring it
+    assert phase["floor"]["cpu_us_per_event"] < phase["replay"]["cpu_us_per_event"]
+    target = next(t for t in report["targets"] if t["unit"] == "µs")
+    assert target["value"] == phase["replay"]["cpu_us_per_event"]
 
 
 def _run_bench(base_settings: Settings, tmp_path: Path, *args: str) -> dict[str, Any]:
