@@ -226,7 +226,8 @@ async def _report(settings: Settings, journeys: list[Any], receiver: WebhookRece
     click.echo(
         f"\nleads scored: {total}   handoffs delivered to the sales webhook: "
         f"{len(receiver.deliveries)} (signatures verified: {receiver.verified}, "
-        f"rejected: {receiver.rejected})"
+        f"rejected: {receiver.rejected}); sales transitions only: identifies and other "
+        "marketing moves stay on the handoff topic (LEADSTREAM_NOTIFIER_HANDOFFS=all sends them)"
     )
     click.echo("leads by stage: " + ", ".join(f"{s} {len(v)}" for s, v in by_stage.items() if v))
     reached: Counter[str] = Counter()

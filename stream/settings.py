@@ -183,6 +183,13 @@ class Settings:
         "else to the webhook.",
         default="",
     )
+    notifier_handoffs: str = _doc(
+        "Which handoffs the sales sinks (webhook, slack, email, crm) get: `sales` = sales "
+        "transitions only (with a route or an SLA, an SLA breach, or into or out of mql, "
+        "sales_ready, sql, opportunity, customer), `all` = every stage change (anonymous -> "
+        "lead identifies too). The handoff topic carries all of them either way.",
+        default="sales",
+    )
     notifier_sinks: str = _doc(
         "Sinks of every handoff when there is no routes file, comma separated (webhook, slack, "
         "email, crm, log). Empty: `webhook` when LEADSTREAM_WEBHOOK_URL is set; without it the "
@@ -433,6 +440,10 @@ class Settings:
         return parse_delays(f"{ENV_PREFIX}DELIVERY_SCHEDULE", self.delivery_schedule)
 
     def _check_notifier(self) -> None:
+        if self.notifier_handoffs not in ("sales", "all"):
+            raise SettingsError(
+                f"{ENV_PREFIX}NOTIFIER_HANDOFFS={self.notifier_handoffs!r}: want sales or all"
+            )
         for name in (
             "delivery_attempts",
             "delivery_timeout_seconds",

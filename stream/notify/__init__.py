@@ -47,6 +47,8 @@ class NotifierConfig:
     """Routes file (YAML or JSON); empty = every handoff to `sinks`, else to the webhook."""
     sinks: tuple[str, ...]
     """Sinks of every handoff without a routes file; empty = the webhook, which must be set."""
+    handoffs: str
+    """`sales`: sales sinks get sales transitions only (routes.is_sales); `all`: every one."""
     attempts: int
     """Quick attempts in process (the first included) before the handoff is parked."""
     backoff_seconds: float
@@ -101,6 +103,7 @@ class NotifierConfig:
             "lead_link_template": settings.lead_link_template,
             "routes_path": settings.routes_path,
             "sinks": comma_list(settings.notifier_sinks),
+            "handoffs": settings.notifier_handoffs,
             "attempts": settings.delivery_attempts,
             "backoff_seconds": settings.delivery_backoff_seconds,
             "max_backoff_seconds": settings.max_backoff_seconds,

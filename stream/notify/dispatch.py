@@ -31,7 +31,7 @@ from stream.notify.deliverylog import DeliveryEntry, DeliveryLog
 from stream.notify.idempotency import Idempotency
 from stream.notify.parked import Parked, ParkingLot, Taken, next_delay
 from stream.notify.retry import RetryPolicy, RetryResult, run_with_retry
-from stream.notify.routes import Routes
+from stream.notify.routes import SALES_SINKS, Routes, is_sales
 from stream.notify.sinks import Handoff, Sink
 from stream.times import parse_rfc3339
 
@@ -88,6 +88,12 @@ class Dispatcher:
     async def dispatch(self, handoff: Handoff) -> None:
         """Return only once every routed sink has settled the handoff (parked counts)."""
         names = self.routes.select(handoff)
+        if self.config.handoffs == "sales" and not is_sales(handoff):
+            # Settled for the sales sinks by not sending it: counted, never silent.
+            for name in names:
+                if name in SALES_SINKS:
+                    DELIVERIES.labels(name, "skipped").inc()
+            names = tuple(name for name in names if name not in SALES_SINKS)
         await asyncio.gather(*(self.deliver(handoff, self.sinks[name]) for name in names))
 
     async def deliver(self, handoff: Handoff, sink: Sink) -> None:

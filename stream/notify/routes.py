@@ -36,6 +36,26 @@ CONFIG_KEYS = ("routes", "default", "escalation")
 # notifier does not import the scoring engine for one string).
 SLA_BREACHED_TYPE = "leadstream.lead.sla_breached.v1"
 ESCALATION_ROUTE = "escalation"
+# Stages sales works in: a change into or out of one concerns sales (a lead arrives, moves on,
+# or leaves their queue). The notifier does not import the scoring engine for a list.
+SALES_STAGES = frozenset({"mql", "sales_ready", "sql", "opportunity", "customer"})
+SALES_SINKS = frozenset({"webhook", "slack", "email", "crm"})
+
+
+def is_sales(handoff: Handoff) -> bool:
+    """A sales transition: it has a route (queue) or an SLA, is an SLA breach, or moves into
+    or out of a sales stage. The rest (about half of all: `anonymous -> lead` identifies, a
+    lead's fit disqualifying it before sales saw it) stay on the topic for other consumers and
+    never page a salesperson (LEADSTREAM_NOTIFIER_HANDOFFS=all sends them too)."""
+    route = handoff.data.get("route")
+    sla = route.get("sla") if isinstance(route, Mapping) else None
+    return bool(
+        handoff.queue
+        or sla
+        or handoff.ce_type == SLA_BREACHED_TYPE
+        or handoff.to_stage in SALES_STAGES
+        or handoff.from_stage in SALES_STAGES
+    )
 
 
 @dataclass(frozen=True)

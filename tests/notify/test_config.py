@@ -41,6 +41,7 @@ VARIABLES: dict[str, tuple[str, str, object]] = {
     ),
     "routes_path": ("LEADSTREAM_ROUTES_PATH", "routes.yaml", "routes.yaml"),
     "sinks": ("LEADSTREAM_NOTIFIER_SINKS", "slack, log", ("slack", "log")),
+    "handoffs": ("LEADSTREAM_NOTIFIER_HANDOFFS", "all", "all"),
     "attempts": ("LEADSTREAM_DELIVERY_ATTEMPTS", "4", 4),
     "backoff_seconds": ("LEADSTREAM_DELIVERY_BACKOFF_SECONDS", "0.25", 0.25),
     "max_backoff_seconds": ("LEADSTREAM_MAX_BACKOFF_SECONDS", "12", 12.0),

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stream.errors import SettingsError
-from stream.notify.routes import SLA_BREACHED_TYPE, Routes
+from stream.notify.routes import SLA_BREACHED_TYPE, Routes, is_sales
 from stream.notify.sinks import Handoff
 from stream.worker.handoff import SLA_BREACHED_CE_TYPE
 
@@ -126,3 +127,46 @@ def test_escalation_type_is_the_workers() -> None:
 def test_escalation_sinks_are_checked() -> None:
     with pytest.raises(SettingsError, match="escalation: unknown sinks"):
         Routes.parse({"escalation": ["pager"]})
+
+
+NO_ROUTE = {"queue": None, "priority": None, "sla": None, "task": None}
+
+
+def transition(
+    from_stage: str, to_stage: str, route: dict[str, Any] | None = None, **headers: str
+) -> Handoff:
+    """A handoff as the worker writes it: no `ce_route`/`ce_priority` without a route."""
+    route = route or NO_ROUTE
+    handoff = make_handoff(from_stage=from_stage, to_stage=to_stage)
+    return replace(
+        handoff,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        queue=route["queue"],
+        priority=route["priority"] or "P3",
+        data={**handoff.data, "route": route},
+        **headers,
+    )
+
+
+@pytest.mark.parametrize(
+    ("handoff", "sales"),
+    [
+        (transition("anonymous", "lead"), False),  # an identify: half of all handoffs
+        (transition("lead", "disqualified"), False),  # fit disqualified it before sales saw it
+        (transition("lead", "nurture"), False),
+        (transition("lead", "mql", {"queue": "sdr", "priority": "P2", "sla": "P1D", "task": "q"}),
+         True),
+        (transition("lead", "mql"), True),  # into a sales stage (BANT met: sales_ready follows)
+        (transition("mql", "nurture"), True),  # decayed: it leaves the SDR's queue
+        (transition("sales_ready", "disqualified"), True),
+        (transition("sql", "opportunity"), True),
+        (transition("disqualified", "disqualified",
+                    {"queue": "auto_reply", "priority": "P3", "sla": None, "task": None}), True),
+        (transition("lead", "lead", {"queue": None, "priority": "P2", "sla": "PT4H", "task": None}),
+         True),  # an SLA without a queue
+        (transition("lead", "lead", ce_type=SLA_BREACHED_TYPE), True),
+    ],
+)  # fmt: skip
+def test_sales_transitions(handoff: Handoff, sales: bool) -> None:
+    assert is_sales(handoff) is sales
