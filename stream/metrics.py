@@ -6,6 +6,8 @@ channels, model event types, reasons, stages, sinks and outcomes, all from close
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -168,3 +170,42 @@ PARKED_OVERDUE = Gauge(
     "(0 = none overdue); growing means no notifier is working through the schedule.",
     ["sink"],
 )
+
+# Counters whose label values are a closed set start every series at 0, so a panel or an alert
+# has a series from the first scrape, not from the first drop, refusal or merge (a rate over
+# "no series" is no data, not 0). They are registered in every process, like every metric here.
+# Sets that are open (dead-letter reasons of the collector and worker, event types) or known
+# only at startup (the notifier's sinks: `start_notifier_at_zero`) are not listed here.
+CLOSED_LABELS: tuple[tuple[Counter, tuple[tuple[str, ...], ...]], ...] = (
+    (EVENTS_DROPPED, (("machine_open",), ("machine_click",))),
+    (
+        COLLECTOR_REFUSALS,
+        (("signature_invalid",), ("replayed",), ("server_key_on_get",), ("request_timeout",)),
+    ),
+    (EVENTS_UNMAPPED, (("browser",), ("server",), ("webhook",))),
+    (EVENTS_PROCESSED, (("applied",), ("duplicate",), ("parked",), ("dead_letter",))),
+    (IDENTITY_MERGES, (("handover",), ("merge",), ("conflict",))),
+    (REFETCHES, (("hole",), ("stall",), ("commit",))),
+    (ORDER_HELD, (("ready",), ("timeout",))),
+)
+for _counter, _values in CLOSED_LABELS:
+    for _labels in _values:
+        _counter.labels(*_labels)
+
+DELIVERY_OUTCOMES = ("delivered", "deduped", "parked", "exhausted", "permanent", "skipped")
+NOTIFIER_DEAD_LETTER_REASONS = (
+    "delivery_exhausted",
+    "delivery_permanent",
+    "invalid_json",
+    "schema_violation",
+)
+
+
+def start_notifier_at_zero(sinks: Iterable[str]) -> None:
+    """The notifier's closed sets, known once its sinks are: every (sink, outcome) and its
+    dead-letter reasons at 0."""
+    for sink in sinks:
+        for outcome in DELIVERY_OUTCOMES:
+            DELIVERIES.labels(sink, outcome)
+    for reason in NOTIFIER_DEAD_LETTER_REASONS:
+        DEAD_LETTERS.labels("notifier", reason)
