@@ -258,6 +258,17 @@ def history_options(command: Callable[..., None]) -> Callable[..., None]:
     return click.argument("events", nargs=-1)(command)
 
 
+JOBS_HELP = "Worker processes for the replays [default: the CPUs this process may use]."
+
+
+def _jobs(jobs: int | None) -> int:
+    from stream.reports.pool import default_jobs
+
+    if jobs is not None and jobs < 1:
+        raise click.BadParameter(f"{jobs}: want 1 or more", param_hint="--jobs")
+    return jobs or default_jobs()
+
+
 def _report(name: str, make: Callable[[], Any]) -> Any:
     """Run a report command: a report that cannot be made exits 2 with the reason (exit 1
     belongs to --fail-if alone, so CI can tell a failed gate from bad input); a crash exits 3
@@ -322,6 +333,7 @@ def report_outputs(default_out: str) -> Callable[[Callable[..., None]], Callable
     help="Exit 1 when this holds, e.g. 'mql_change_pct > 20' (names: see the JSON's metrics).",
 )
 @click.option("--until", help="Ignore events after this RFC 3339 time.")
+@click.option("--jobs", type=int, help=JOBS_HELP)
 def whatif(
     events: tuple[str, ...],
     topics: tuple[str, ...],
@@ -332,6 +344,7 @@ def whatif(
     fail_if: str | None,
     until: str | None,
     skip_bad_lines: bool,
+    jobs: int | None,
 ) -> None:
     """Replay history (EVENTS.jsonl files, - for stdin) under two models, side by side."""
     from stream.reports.commands import run_whatif
@@ -351,6 +364,8 @@ def whatif(
             topics=topics,
             settings=settings,
             skip_bad_lines=skip_bad_lines,
+            jobs=_jobs(jobs),
+            progress=None,
         ),
     )
     _echo_skipped("whatif", result.skipped)
@@ -390,6 +405,13 @@ def whatif(
 )
 @click.option("--grid", help="Thresholds to try, FROM:TO:STEP (default 20:80:5, then by 1).")
 @click.option("--band-width", type=float, default=10.0, show_default=True, help="Score band.")
+@click.option("--jobs", type=int, help=JOBS_HELP)
+@click.option(
+    "--replay-whole",
+    is_flag=True,
+    help="Replay the whole history for every threshold tried, not only the leads a threshold "
+    "can change (slower; the numbers are the same: a way to check).",
+)
 def review(
     events: tuple[str, ...],
     topics: tuple[str, ...],
@@ -401,6 +423,8 @@ def review(
     grid: str | None,
     band_width: float,
     skip_bad_lines: bool,
+    jobs: int | None,
+    replay_whole: bool,
 ) -> None:
     """Review the MQL thresholds against sales outcomes in history (EVENTS.jsonl files)."""
     from stream.reports.commands import run_review
@@ -411,7 +435,15 @@ def review(
         raise click.BadParameter(f"{band_width}: want a positive width", param_hint="--band-width")
     options = _report(
         "review",
-        lambda: ReviewOptions(Objective.parse(objective), target, band_width, parse_grid(grid)),
+        lambda: ReviewOptions(
+            Objective.parse(objective),
+            target,
+            band_width,
+            parse_grid(grid),
+            jobs=_jobs(jobs),
+            progress=None,
+            shortcut=not replay_whole,
+        ),
     )
     settings = _report("review", _settings)
     model_path = model_path or settings.model_path or None

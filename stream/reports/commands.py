@@ -12,23 +12,25 @@ and the first ones named in the report.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from stream.reports.errors import ReportError
+from stream.reports.errors import RefusedLines, ReportError
 from stream.reports.failif import FailIf
 from stream.reports.history import History, read_history
 from stream.reports.pages import review_page, whatif_page
+from stream.reports.pool import Replays, Whole
 from stream.reports.review import ReviewOptions, review
-from stream.reports.runs import Run, run_model
+from stream.reports.runs import Run
 from stream.reports.whatif import METRIC_NAMES, compare
 from stream.scoring.model import Model, ModelError, load_model
 from stream.settings import Settings
 
+T = TypeVar("T")
 MAX_NAMED = 5
 """Bad lines named in an error message (all are counted)."""
 MAX_KEPT = 20
@@ -103,14 +105,24 @@ def clean(history: History, skip_bad_lines: bool) -> tuple[History, list[tuple[s
     return history, bad
 
 
-def check_run(run: Run, history: History, skip_bad_lines: bool) -> list[tuple[str, str]]:
-    """Lines the pipeline itself refused while replaying (they passed the line checks): an
-    error unless skipping; with `skip_bad_lines` they are returned, for the caller to leave
-    them out and replay again, so every number comes from the same lines."""
-    bad = [(history.at(number), message) for number, message in run.errors]
-    if bad and not skip_bad_lines:
-        raise _bad_lines_error(bad)
-    return bad
+def _with_refused_lines_out(
+    history: History,
+    skipped: list[tuple[str, str]],
+    skip_bad_lines: bool,
+    make: Callable[[History], T],
+) -> tuple[History, T]:
+    """`make(history)`, again without the lines the replay itself refused (they passed the
+    line checks) when skipping bad lines — so every number comes from the same lines — or
+    an error naming them."""
+    while True:
+        try:
+            return history, make(history)
+        except RefusedLines as exc:
+            refused = [(history.at(number), message) for number, message in exc.errors]
+            if not skip_bad_lines:
+                raise _bad_lines_error(refused) from None
+            skipped.extend(refused)
+            history, _ = clean(history.without(n - 1 for n, _ in exc.errors), True)
 
 
 def _no_events(run: Run, until: str | None) -> None:
@@ -175,8 +187,11 @@ def run_whatif(
     topics: Sequence[str] = (),
     settings: Settings | None = None,
     skip_bad_lines: bool = False,
+    jobs: int = 1,
+    progress: bool | None = False,
 ) -> Outcome:
-    """Replay the history under both models, write the report, evaluate --fail-if.
+    """Replay the history under both models (in two processes when `jobs` allows), write
+    the report, evaluate --fail-if.
 
     `history` given (tests) replaces `events` and `topics`."""
     gate = FailIf(fail_if, METRIC_NAMES) if fail_if else None
@@ -187,15 +202,24 @@ def run_whatif(
     started = time.monotonic()
     history = history if history is not None else load_history(events, topics, settings)
     history, skipped = clean(history, skip_bad_lines)
-    while True:
-        base_run = run_model(history, baseline, until)
-        refused = check_run(base_run, history, skip_bad_lines)
-        if not refused:
-            break
-        skipped.extend(refused)
-        history = history.without(number - 1 for number, _ in base_run.errors)
+
+    def both(history: History) -> tuple[Run, Run]:
+        runs: dict[str, Run] = {}
+        with Replays(history.lines, min(jobs, 2), progress=progress, label="whatif") as pool:
+            for name, model in (("baseline", baseline), ("candidate", candidate)):
+
+                def keep(result: Whole, name: str = name) -> None:
+                    if name == "baseline" and result.run.errors:
+                        raise RefusedLines(result.run.errors)
+                    runs[name] = result.run
+
+                pool.whole(model, keep, until=until, states=name == "baseline")
+            pool.wait()
+        return runs["baseline"], runs["candidate"]
+
+    history, (base_run, cand_run) = _with_refused_lines_out(history, skipped, skip_bad_lines, both)
     _no_events(base_run, until)
-    summary = compare(history, base_run, run_model(history, candidate, until))
+    summary = compare(history, base_run, cand_run)
     _skipped(summary, skipped)
     summary["baseline"]["path"] = baseline_path or "(packaged default)"
     summary["candidate"]["path"] = candidate_path
@@ -225,15 +249,9 @@ def run_review(
     started = time.monotonic()
     history = history if history is not None else load_history(events, topics, settings)
     history, skipped = clean(history, skip_bad_lines)
-    while True:
-        base_run = run_model(history, model)
-        refused = check_run(base_run, history, skip_bad_lines)
-        if not refused:
-            break
-        skipped.extend(refused)
-        history = history.without(number - 1 for number, _ in base_run.errors)
-    _no_events(base_run, None)
-    summary = review(history, model, options, base_run)
+    history, summary = _with_refused_lines_out(
+        history, skipped, skip_bad_lines, lambda h: review(h, model, options)
+    )
     _skipped(summary, skipped)
     _write(out, review_page(summary), "report")
     _write(json_out, _json(summary), "JSON summary")

@@ -43,6 +43,8 @@ class HistoryEvent:
     lead_id: str | None
     reason: str | None
     """`properties.reason` of sales outcomes (rejections, lost opportunities)."""
+    t_us: int = 0
+    """Event time in integer microseconds, as the engine reads it."""
 
     @property
     def ids(self) -> tuple[str | None, str | None, str | None, str | None]:
@@ -60,6 +62,9 @@ class History:
     """Where each line came from (`history.jsonl:12`), parallel to `lines`."""
     bad: list[tuple[int, str]] = field(default_factory=list)
     """(index into `lines`, what is wrong) for each line the replay would refuse."""
+    per_line: list[HistoryEvent | None] = field(default_factory=list)
+    """Each line's event (None for a bad line), parallel to `lines`: what the reports'
+    layout of the history (`stream.reports.components`) reads instead of parsing again."""
 
     @classmethod
     def from_lines(cls, lines: Iterable[str], where: Sequence[str] | None = None) -> History:
@@ -75,6 +80,7 @@ class History:
         history = cls(kept, where=labels)
         for index, line in enumerate(kept):
             event, error = _index(line)
+            history.per_line.append(event)
             if event is not None:
                 history.events.setdefault(event.event_id, event)
             elif error is not None:
@@ -89,9 +95,15 @@ class History:
         """The same history without the lines at these indices (bad lines, left out)."""
         drop = set(indices)
         keep = [i for i in range(len(self.lines)) if i not in drop]
-        return History.from_lines(
-            [self.lines[i] for i in keep], [self.where[i] for i in keep] if self.where else None
-        )
+        out = History([self.lines[i] for i in keep], where=[self.where[i] for i in keep])
+        for old in keep:
+            event = self.per_line[old]
+            out.per_line.append(event)
+            if event is not None:
+                out.events.setdefault(event.event_id, event)
+        moved = {old: new for new, old in enumerate(keep)}
+        out.bad = [(moved[i], message) for i, message in self.bad if i in moved]
+        return out
 
 
 def _str(value: object) -> str | None:
@@ -122,6 +134,7 @@ def _index(line: str) -> tuple[HistoryEvent | None, str | None]:
         _str(raw.get("email")),
         _str(raw.get("lead_id")),
         reason,
+        event.t_us,
     ), None
 
 

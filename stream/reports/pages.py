@@ -33,6 +33,24 @@ def _change(new: float, old: float, pct_value: float | None) -> tuple[str, int]:
     return text, 1 if diff > 0 else -1
 
 
+def _replays(s: Mapping[str, Any]) -> str:
+    """How the threshold sweep was replayed (the numbers are the same either way)."""
+    r = s.get("replays")
+    if not r:
+        return ""
+    how = (
+        "only the leads each threshold can change were replayed, the rest taken from a "
+        "neighbouring replay"
+        if r["strategy"] == "components"
+        else esc(r["strategy"])
+    )
+    return (
+        f"<p class=note>Threshold sweep: {r['whole_replays']} whole and "
+        f"{r['partial_replays']} partial replays, {r['lines_replayed']:,} lines replayed for "
+        f"{r['history_lines']:,} lines of history ({how}).</p>"
+    )
+
+
 def _skipped(s: Mapping[str, Any]) -> str:
     """The bad lines left out of this report (`--skip-bad-lines`), the first ones named."""
     history = s["history"]
@@ -275,6 +293,7 @@ def review_page(s: Mapping[str, Any]) -> str:
         f"{esc(thresholds(s['thresholds']))}; {s['history']['events']:,} events of "
         f"{s['history']['leads']:,} leads; objective {esc(s['options']['objective'])} against "
         f"“{esc(target)}”. Intervals are 95 % (Wilson for rates, bootstrap for thresholds).</p>",
+        _replays(s),
         _skipped(s),
         cards(head),
         "<h2>Suggested thresholds</h2>",

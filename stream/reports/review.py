@@ -20,10 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from stream.reports.components import Layout
+from stream.reports.errors import RefusedLines
 from stream.reports.history import History
-from stream.reports.runs import Run, attribute, is_stage_change, run_model, with_thresholds
+from stream.reports.plan import Sweep
+from stream.reports.pool import Replays
+from stream.reports.runs import Run, attribute, is_stage_change
 from stream.reports.stats import ratio, wilson
-from stream.reports.sweep import Objective, parse_grid, suggest, sweep_grade
+from stream.reports.sweep import GradeSweep, Objective, grade_sweep, parse_grid, suggest
 from stream.reports.whatif import compare
 from stream.scoring import events as ev
 from stream.scoring.model import Model, sla_us
@@ -69,6 +73,13 @@ class ReviewOptions:
     band_width: float = 10.0
     grid: tuple[float, float, float] = parse_grid(None)
     seed: int = 7
+    jobs: int = 1
+    """Worker processes for the replays (1: all in this process)."""
+    progress: bool | None = False
+    """A progress bar on stderr (None: when stderr is a terminal)."""
+    shortcut: bool = True
+    """Replay only the components a threshold can change (False: the whole history for
+    every threshold; the numbers are the same, `stream.reports.plan`)."""
 
 
 def outcomes(run: Run, history: History) -> dict[str, LeadOutcome]:
@@ -166,14 +177,53 @@ def precision_recall(
     }
 
 
-def review(
-    history: History, model: Model, options: ReviewOptions, run: Run | None = None
-) -> dict[str, Any]:
+def review(history: History, model: Model, options: ReviewOptions) -> dict[str, Any]:
     """The review summary (JSON-ready): funnel, reasons, SLA, precision/recall, suggestions.
 
-    `run` is the history's replay under `model` when the caller already has it."""
-    run = run if run is not None else run_model(history, model)
-    by_lead = outcomes(run, history)
+    Raises RefusedLines when the replay refuses lines the line checks let through."""
+    thresholds = model.rules.mql_thresholds
+    known: dict[str, Any] = {}
+
+    def on_base(run: Run) -> dict[str, tuple[list[str], frozenset[str]]]:
+        if run.errors:
+            raise RefusedLines(run.errors)
+        by_lead = outcomes(run, history)
+        judged = [x for x in by_lead.values() if x.grade in thresholds and x.entry != "fast_lane"]
+        positive = {
+            target: {
+                x.lead_id: (x.accepted if target == "accepted" else x.opportunity) for x in judged
+            }
+            for target in TARGETS
+        }
+        good = frozenset(k for k, v in positive[options.target].items() if v)
+        known.update(by_lead=by_lead, judged=judged, positive=positive)
+        populations = {g: [x.lead_id for x in judged if x.grade == g] for g in thresholds}
+        return {g: (leads, good) for g, leads in populations.items() if leads}
+
+    def sweep_of(grade: str, runs: Mapping[float, Run]) -> GradeSweep:
+        leads, good = plan.swept[grade]
+        return grade_sweep(grade, float(thresholds[grade]), leads, good, runs)
+
+    def best(grade: str, runs: dict[float, Run]) -> float | None:
+        return options.objective.best(sweep_of(grade, runs).rows(), float(thresholds[grade]))
+
+    with Replays(history.lines, options.jobs, progress=options.progress, label="review") as replays:
+        plan = Sweep(history, model, options.grid, replays, best, options.shortcut)
+        plan.start(on_base)
+        if options.shortcut:  # made while the first whole replays run
+            plan.use(Layout.of(history))
+        replays.wait()
+        suggestions = {
+            grade: suggest(sweep_of(grade, plan.runs_of(grade)), options.objective, options.seed)
+            for grade in plan.swept
+        }
+        chosen = {g: s["suggested"] for g, s in suggestions.items() if s["suggested"] is not None}
+        if chosen:
+            plan.suggest(chosen)
+            replays.wait()
+    run = plan.base
+    assert run is not None
+    by_lead, judged, positive = known["by_lead"], known["judged"], known["positive"]
     handed = [x for x in by_lead.values() if x.handoff_at is not None]
     width = options.band_width
     bands: dict[str, list[LeadOutcome]] = defaultdict(list)
@@ -184,15 +234,9 @@ def review(
         bands[band].append(lead)
         grades[lead.grade].append(lead)
         reasons[band].update(lead.rejections)
-    thresholds = model.rules.mql_thresholds
-    judged = [x for x in by_lead.values() if x.grade in thresholds and x.entry != "fast_lane"]
     mql = frozenset(
         tr["lead_id"] for tr in run.transitions if tr["to"] == "mql" and tr["reason"] == "score"
     )
-    positive = {
-        target: {x.lead_id: (x.accepted if target == "accepted" else x.opportunity) for x in judged}
-        for target in TARGETS
-    }
     quality = {
         target: {
             "overall": precision_recall(judged, mql, positive[target]),
@@ -203,19 +247,10 @@ def review(
         }
         for target in TARGETS
     }
-    suggestions = {}
-    for grade in thresholds:
-        population = [x.lead_id for x in judged if x.grade == grade]
-        if not population:
-            continue
-        good = frozenset(k for k, v in positive[options.target].items() if v)
-        sweep = sweep_grade(history, run, grade, population, good, options.grid, options.objective)
-        suggestions[grade] = suggest(sweep, options.objective, options.seed)
-    chosen = {g: s["suggested"] for g, s in suggestions.items() if s["suggested"] is not None}
     volume = None
     if chosen:
-        candidate = with_thresholds(model, {**thresholds, **chosen}, "suggested")
-        whatif = compare(history, run, run_model(history, candidate))
+        assert plan.suggested is not None
+        whatif = compare(history, run, plan.suggested)
         volume = {
             "thresholds": {**thresholds, **chosen},
             **{
@@ -250,4 +285,5 @@ def review(
         "quality": quality,
         "suggestions": suggestions,
         "suggested_volume": volume,
+        "replays": plan.cost(),
     }

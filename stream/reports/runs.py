@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,18 +64,30 @@ def _t(text: str) -> float:
 
 def run_model(history: History, model: Model, until: datetime | str | None = None) -> Run:
     """Replay `history` under `model` with the replay pipeline and keep everything it says."""
+    return run_lines(history.lines, model, until)
+
+
+def run_lines(
+    lines: Iterable[str],
+    model: Model,
+    until: datetime | str | None = None,
+    *,
+    keep_states: bool = True,
+) -> Run:
+    """`run_model` of bare lines (a worker process holds no History); `keep_states=False`
+    leaves the final states out when nobody reads them."""
     errors: list[tuple[int, str]] = []
     stats = ReplayStats()
     states: dict[str, LeadState] = {}
     transitions: list[dict[str, Any]] = []
     leads: dict[str, dict[str, Any]] = {}
     for item in replay_lines(
-        history.lines,
+        lines,
         model,
         until,
         on_error=lambda n, msg: errors.append((n, msg)),
         stats=stats,
-        states=states,
+        states=states if keep_states else None,
     ):
         if item["kind"] == "transition":
             item["t"] = _t(item["at"])

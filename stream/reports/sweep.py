@@ -3,6 +3,7 @@
 For each candidate threshold the history is replayed with that grade's threshold changed (the
 other grades keep theirs), so "would this lead have become an MQL" is the engine's answer, with
 the mofu guard, cooldowns and fit changes included — not a guess from one number per lead.
+Which replays, sharing what, in which processes: `stream.reports.plan`.
 The threshold that best meets the stated objective is the suggestion; a bootstrap over the
 grade's leads (resampled with replacement, seeded) gives its 95 % interval.
 
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stream.reports.errors import ReportError
-from stream.reports.history import History
-from stream.reports.runs import Run, is_stage_change, run_model, with_thresholds
+from stream.reports.runs import Run, is_stage_change
 from stream.reports.stats import f1, percentile, ratio
 
 DEFAULT_GRID = (20.0, 80.0, 5.0)
@@ -103,17 +103,40 @@ class GradeSweep:
     """Transitions into mql of the replay at that threshold (every grade): the volume. An SLA
     escalation of a lead sitting in mql (`to` = mql, reason sla_breached) is not one."""
 
+    _index: tuple[tuple[float, ...], dict[str, tuple[bool, tuple[int, ...]]]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def _where(self, thresholds: tuple[float, ...]) -> dict[str, tuple[bool, tuple[int, ...]]]:
+        """Lead -> (good, positions of the thresholds at which it is an MQL): each lead's
+        row once, so a bootstrap sample costs its leads, not leads × thresholds."""
+        if self._index is None or self._index[0] != thresholds:
+            where = {
+                lead: (
+                    lead in self.positives,
+                    tuple(j for j, th in enumerate(thresholds) if lead in self.mqls[th]),
+                )
+                for lead in self.leads
+            }
+            self._index = (thresholds, where)
+        return self._index[1]
+
     def rows(self, weights: Mapping[str, int] | None = None) -> list[tuple[float, int, int, int]]:
         """(threshold, tp, fp, fn) per threshold; `weights` counts leads (a bootstrap sample)."""
         w = weights or dict.fromkeys(self.leads, 1)
-        pos = sum(n for lead, n in w.items() if lead in self.positives)
-        out = []
-        for th in sorted(self.mqls):
-            chosen = self.mqls[th]
-            tp = sum(n for lead, n in w.items() if lead in chosen and lead in self.positives)
-            fp = sum(n for lead, n in w.items() if lead in chosen and lead not in self.positives)
-            out.append((th, tp, fp, pos - tp))
-        return out
+        thresholds = tuple(sorted(self.mqls))
+        where = self._where(thresholds)
+        tp = [0] * len(thresholds)
+        fp = [0] * len(thresholds)
+        pos = 0
+        for lead, n in w.items():
+            good, at = where.get(lead) or (lead in self.positives, ())
+            if good:
+                pos += n
+            counts = tp if good else fp
+            for j in at:
+                counts[j] += n
+        return [(th, tp[j], fp[j], pos - tp[j]) for j, th in enumerate(thresholds)]
 
 
 def _mql_leads(run: Run, population: frozenset[str]) -> frozenset[str]:
@@ -124,42 +147,25 @@ def _mql_leads(run: Run, population: frozenset[str]) -> frozenset[str]:
     )
 
 
-def sweep_grade(
-    history: History,
-    base: Run,
+def mql_entries(run: Run) -> int:
+    """Transitions into mql (every grade): the MQL volume of a replay. An SLA escalation of a
+    lead sitting in mql (`to` = mql, reason sla_breached) is not one."""
+    return sum(1 for tr in run.transitions if tr["to"] == "mql" and is_stage_change(tr))
+
+
+def grade_sweep(
     grade: str,
+    current: float,
     leads: Sequence[str],
     positives: frozenset[str],
-    grid: tuple[float, float, float],
-    objective: Objective,
+    runs: Mapping[float, Run],
 ) -> GradeSweep:
-    """Replay at every grid threshold, then at every whole number next to the best one."""
-    thresholds = dict(base.model.rules.mql_thresholds)
+    """Who becomes an MQL at each threshold tried, from the replay at each threshold."""
     population = frozenset(leads)
-    sweep = GradeSweep(grade, thresholds[grade], list(leads), positives, {}, {})
-
-    def at(th: float) -> None:
-        if th in sweep.mqls:
-            return
-        model = with_thresholds(base.model, {**thresholds, grade: th}, f"{grade.lower()}{th:g}")
-        run = base if th == thresholds[grade] else run_model(history, model)
+    sweep = GradeSweep(grade, current, list(leads), positives, {}, {})
+    for th, run in runs.items():
         sweep.mqls[th] = _mql_leads(run, population)
-        sweep.mql_counts[th] = sum(
-            1 for tr in run.transitions if tr["to"] == "mql" and is_stage_change(tr)
-        )
-
-    low, high, step = grid
-    at(float(thresholds[grade]))  # the current threshold: the history's own replay
-    value = low
-    while value <= high + 1e-9:
-        at(round(value, 6))
-        value += step
-    best = objective.best(sweep.rows(), sweep.current)
-    if best is not None and step > 1:
-        for offset in range(1, int(step)):
-            for th in (best - offset, best + offset):
-                if low <= th <= high:
-                    at(float(th))
+        sweep.mql_counts[th] = mql_entries(run)
     return sweep
 
 
