@@ -113,6 +113,12 @@ class Settings:
         "its tables together) while more are waiting; with none waiting it lands at once.",
         default=500,
     )
+    worker_checkpoint_max: int = _doc(
+        "Batch input path: most records processed before a checkpoint lands (outputs, "
+        "changelog records, stores, offsets) while more are waiting; with none waiting it "
+        "lands at once. Larger shares the acknowledgement round trips across more records.",
+        default=5000,
+    )
     worker_instance_id: str = _doc(
         "Static group membership: a name unique to this worker that stays the same across "
         "its restarts (e.g. a StatefulSet pod name). A restart within the session timeout "
@@ -385,6 +391,10 @@ class Settings:
         if self.worker_input not in WORKER_INPUTS:
             raise SettingsError(
                 f"{ENV_PREFIX}WORKER_INPUT={self.worker_input!r}: want {' or '.join(WORKER_INPUTS)}"
+            )
+        if self.worker_checkpoint_max < 1:
+            raise SettingsError(
+                f"{ENV_PREFIX}WORKER_CHECKPOINT_MAX={self.worker_checkpoint_max}: want 1 or more"
             )
         if self.worker_batch_max < 1:
             raise SettingsError(

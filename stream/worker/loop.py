@@ -46,6 +46,8 @@ log = logging.getLogger("leadstream.worker")
 IDLE_POLL_MS = 100  # nothing held: how long a fetch may wait for records
 HELD_POLL_MS = 5  # records held for order: look again soon (a fetch answer may release them)
 TIMER_SECONDS = 1.0  # how often merges and idle partitions are looked at
+ROUND_MAX = 500  # records processed in one round, between two turns of the event loop
+HELD_MAX = 4 * ROUND_MAX  # held for order: then fetch only the inputs the merge has none of
 
 
 class ConsumeLoop:
@@ -63,7 +65,7 @@ class ConsumeLoop:
         restore: Callable[[list[int]], Awaitable[int]],
         model: Model,
         staged_accounts: dict[int, dict[str, AccountState]],
-        batch_max: int,
+        checkpoint_max: int,
         order_wait_seconds: float,
         idle_tick_seconds: float,
         clock: Callable[[], float] = time.monotonic,
@@ -77,7 +79,7 @@ class ConsumeLoop:
         self.stores = stores
         self.restore = restore
         self.model = model
-        self.batch_max = batch_max
+        self.checkpoint_max = checkpoint_max
         self.idle_tick_seconds = idle_tick_seconds
         self.clock = clock
         self.wall = wall
@@ -93,6 +95,8 @@ class ConsumeLoop:
         self.accounts: dict[int, AccountStep] = {}
         self.staged_accounts = staged_accounts  # partition -> account id -> this checkpoint's
         self.timers_at = 0.0
+        self.released = 0  # records the merge let go in the last round
+        self.turn = 0  # which waiting partition goes first in the next release
         self.rebalancing = True  # from a revocation (or the start) to the next assignment
         self.restoring = False
         self.stopping = False
@@ -112,11 +116,19 @@ class ConsumeLoop:
 
     async def round(self) -> None:
         generation = self.generation
-        held = bool(self.order.waiting()) or bool(self.pipeline.waiting_since)
+        held = self.order.held > 0 or bool(self.pipeline.waiting_since)
+        # Everything fetched so far (the client buffers one fetch per partition), so each
+        # partition's inputs are all there to be merged; with plenty held already, only the
+        # inputs the merge has nothing of (one of them may be what it waits for).
+        wanted = self._wanted()
         try:
-            batch = await self.consumer.getmany(
-                timeout_ms=HELD_POLL_MS if held else IDLE_POLL_MS, max_records=self.batch_max
-            )
+            if wanted is None:
+                batch: dict[TopicPartition, list[Any]] = {}
+                await asyncio.sleep(0)
+            else:
+                batch = await self.consumer.getmany(
+                    *wanted, timeout_ms=HELD_POLL_MS if held else IDLE_POLL_MS
+                )
         except KafkaError as exc:
             log.warning("fetch failed (%r); trying again", exc)
             await asyncio.sleep(1.0)
@@ -125,20 +137,30 @@ class ConsumeLoop:
             if generation != self.generation:
                 self._fetch_again(batch)
                 return
-            fetched = 0
-            touched = set()
             for tp, records in batch.items():
-                fetched += len(records)
-                touched.add(tp.partition)
                 self._take(tp, records)
-            for partition in touched | set(self.order.waiting()):
-                self._release(partition)
+            self.released = self._release()
             self._timers()
+            # Land when the checkpoint is full, or when the loop is not saturated (the merge
+            # let go less than a round's share: nothing more waits right now): a busy loop
+            # shares acks and writes across many records, one that keeps up adds no delay.
             checkpoint = self.checkpoint
-            if checkpoint.records >= self.batch_max or (
-                fetched < self.batch_max and checkpoint.pending()
+            saturated = self.released >= ROUND_MAX
+            if checkpoint.records >= self.checkpoint_max or (
+                not saturated and checkpoint.pending()
             ):
                 await checkpoint.commit()
+
+    def _wanted(self) -> list[TopicPartition] | None:
+        """What to fetch: every partition ([]) while the merge holds little; else the
+        assigned partitions it holds nothing of (None: it holds some of every one)."""
+        order = self.order
+        if order.held < HELD_MAX:
+            return []
+        starved = [
+            tp for tp in self.consumer.assignment() if not order.queued(tp.topic, tp.partition)
+        ]
+        return starved or None
 
     def _take(self, tp: TopicPartition, records: list[Any]) -> None:
         topic, partition = tp.topic, tp.partition
@@ -161,16 +183,34 @@ class ConsumeLoop:
         for r in records:
             positions.fetched(tp, r.offset)
             record = _record(r, source, polled)
-            order.add(topic, partition, _stamp(r), record)
+            stamp = _accepted_at(record)
+            if stamp is None:
+                # Not from a collector (tests, the bench, older producers): the record's own
+                # timestamp orders it, and travels on with what it causes, as a collector's
+                # stamp would (a by-lead answer must not sort after records accepted later).
+                stamp = int(r.timestamp) * 1000
+                record.headers.append(("accepted_at", str(stamp).encode()))
+            order.add(topic, partition, stamp, record)
         self.delivered[tp] = records[-1].offset + 1
         self.last_seen[partition] = self.clock()
 
-    def _release(self, partition: int) -> None:
-        if partition not in self.owned:
-            return
-        process, add = self.pipeline.process, self.checkpoint.add
-        for record in self.order.release(partition, self._caught_up(partition)):
-            add(process(record))
+    def _release(self) -> int:
+        """Process what the merge lets go, at most ROUND_MAX records a round (a round must
+        not keep the event loop, and with it the group heartbeat, for long), partitions
+        taking turns to go first. Returns how many went."""
+        waiting = sorted(p for p in self.order.waiting() if p in self.owned)
+        if not waiting:
+            return 0
+        self.turn = (self.turn + 1) % len(waiting)
+        budget = ROUND_MAX
+        process, add, release = self.pipeline.process, self.checkpoint.add, self.order.release
+        for partition in waiting[self.turn :] + waiting[: self.turn]:
+            for record in release(partition, self._caught_up(partition), budget):
+                add(process(record))
+                budget -= 1
+            if budget <= 0:
+                break
+        return ROUND_MAX - budget
 
     def _caught_up(self, partition: int) -> Callable[[str, Record], bool]:
         """Whether this loop has been handed everything `topic` had in `partition` as of a
@@ -385,13 +425,11 @@ def _record(r: Any, source: int | None, fetched_ms: int) -> Record:
     )
 
 
-def _stamp(r: Any) -> int:
-    """The acceptance stamp (µs) that orders a partition's inputs: the collector's
-    `accepted_at` header (kept by by-lead records), else the record's own timestamp."""
-    for key, value in r.headers or ():
+def _accepted_at(record: Record) -> int | None:
+    """The collector's acceptance stamp (µs), which orders a partition's inputs; by-lead
+    records carry the stamp of the record they came from."""
+    for key, value in record.headers:
         if key == "accepted_at":
             text = value.decode("ascii", "replace")
-            if text.isdigit():
-                return int(text)
-            break
-    return int(r.timestamp) * 1000
+            return int(text) if text.isdigit() else None
+    return None

@@ -13,8 +13,11 @@ partition number either has a record waiting here (whose stamp is then larger) o
 up*: everything it had, as of a fetch made after the head itself was fetched, has been handed
 over (the caller's `caught_up(topic, head)`). Anything a person sent before the head was in
 the log before the head was, so such a fetch sees it. An
-input that is behind is waited for, at most `max_wait` seconds after the head arrived; then
-the head goes anyway and the release is counted as a timeout. A person's records sent one
+input that is behind is waited for, at most `max_wait` seconds from the moment it first held
+the partition up; then the heads go anyway, counted as timeouts, until nothing holds the
+partition up any more. (From when the wait began, not from when the head arrived: a batch
+consumer holds thousands of records at a time, and a record that sat in the queue behind
+others has not been waiting for the input that is behind.) A person's records sent one
 after another (each acknowledged before the next is sent, as SDKs do) are therefore applied in
 acceptance order; records sent concurrently have no order to keep.
 """
@@ -47,43 +50,55 @@ class CoPartitionMerge(Generic[T]):
         self.clock = clock
         # partition -> topic -> queue of (stamp, arrived, item)
         self.queues: dict[int, dict[str, deque[tuple[int, float, T]]]] = {}
+        self.held = 0  # records held, all partitions
+        self.blocked: dict[int, float] = {}  # partition -> since when an input holds it up
 
     def add(self, topic: str, partition: int, stamp: int, item: T) -> None:
         queues = self.queues.setdefault(partition, {})
         queues.setdefault(topic, deque()).append((stamp, self.clock(), item))
+        self.held += 1
 
-    def release(self, partition: int, caught_up: Callable[[str, T], bool]) -> list[T]:
-        """Every record of `partition` that may go now, in acceptance order."""
+    def release(
+        self, partition: int, caught_up: Callable[[str, T], bool], limit: int | None = None
+    ) -> list[T]:
+        """The records of `partition` that may go now (at most `limit`), in acceptance order."""
         queues = self.queues.get(partition)
         out: list[T] = []
-        while queues:
-            verdict = self._verdict(queues, caught_up)
+        while queues and (limit is None or len(out) < limit):
+            verdict = self._verdict(partition, queues, caught_up)
             if verdict is None:
                 break
             topic, timed_out = verdict
             (TIMEOUT if timed_out else READY).inc()
             out.append(queues[topic].popleft()[2])
+        self.held -= len(out)
         return out
 
     def ready(self, partition: int, caught_up: Callable[[str, T], bool]) -> bool:
         """Whether `release` would hand out a record now (nothing is taken)."""
         queues = self.queues.get(partition)
-        return bool(queues) and self._verdict(queues or {}, caught_up) is not None
+        return bool(queues) and self._verdict(partition, queues or {}, caught_up) is not None
 
     def _verdict(
-        self, queues: dict[str, deque[tuple[int, float, T]]], caught_up: Callable[[str, T], bool]
+        self,
+        partition: int,
+        queues: dict[str, deque[tuple[int, float, T]]],
+        caught_up: Callable[[str, T], bool],
     ) -> tuple[str, bool] | None:
-        """(topic of the head that may go, whether only because its wait is over), or None."""
+        """(topic of the head that may go, whether only because the wait is over), or None."""
         head = self._head(queues)
         if head is None:
+            self.blocked.pop(partition, None)
             return None
-        topic, (_stamp, arrived, item) = head
+        topic, (_stamp, _arrived, item) = head
         blocked = any(
             t != topic and not queues.get(t) and not caught_up(t, item) for t in self.rank
         )
         if not blocked:
+            self.blocked.pop(partition, None)
             return topic, False
-        if self.clock() - arrived >= self.max_wait:
+        now = self.clock()
+        if now - self.blocked.setdefault(partition, now) >= self.max_wait:
             return topic, True
         return None
 
@@ -98,19 +113,25 @@ class CoPartitionMerge(Generic[T]):
                 best = (topic, queue[0])
         return best
 
+    def queued(self, topic: str, partition: int) -> int:
+        """Records of `topic` held for `partition`."""
+        queue = self.queues.get(partition, {}).get(topic)
+        return len(queue) if queue else 0
+
     def waiting(self) -> list[int]:
         """Partitions with records held."""
         return [p for p, queues in self.queues.items() if any(queues.values())]
 
     def overdue(self, partition: int) -> bool:
-        """Whether the oldest held record of `partition` has waited `max_wait`."""
-        queues = self.queues.get(partition, {})
-        now = self.clock()
-        return any(q and now - q[0][1] >= self.max_wait for q in queues.values())
+        """Whether an input behind has held `partition` up for `max_wait`."""
+        since = self.blocked.get(partition)
+        return since is not None and self.clock() - since >= self.max_wait
 
     def drop(self, keep: Iterable[int]) -> None:
         """After a rebalance: records of partitions no longer ours are not processed here."""
         mine = set(keep)
         for partition in list(self.queues):
             if partition not in mine:
+                self.held -= sum(len(q) for q in self.queues[partition].values())
                 del self.queues[partition]
+                self.blocked.pop(partition, None)

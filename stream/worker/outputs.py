@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
@@ -37,18 +37,29 @@ class Outgoing(NamedTuple):
 class BatchProducer:
     """Groups records by topic partition, submits one batch per group, awaits the acks."""
 
-    def __init__(self, producer: AIOKafkaProducer, partitions: Mapping[str, int]):
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        partitions: Mapping[str, int],
+        partitioner: Callable[[bytes, int], int] = partition_for,
+    ):
         self.producer = producer
         self.partitions = dict(partitions)  # topic -> partition count
+        self.partitioner = partitioner
 
     @classmethod
-    async def for_topics(cls, producer: AIOKafkaProducer, topics: Sequence[str]) -> BatchProducer:
+    async def for_topics(
+        cls,
+        producer: AIOKafkaProducer,
+        topics: Sequence[str],
+        partitioner: Callable[[bytes, int], int] = partition_for,
+    ) -> BatchProducer:
         """With the partition counts of `topics` (each must exist)."""
         counts = {}
         for topic in topics:
             found = await producer.partitions_for(topic)
             counts[topic] = len(found)
-        return cls(producer, counts)
+        return cls(producer, counts, partitioner)
 
     def partition_of(self, record: Outgoing) -> int:
         if record.partition is not None:
@@ -56,7 +67,7 @@ class BatchProducer:
         count = self.partitions[record.topic]
         if record.key is None:
             return random.randrange(count)
-        return partition_for(record.key, count)
+        return self.partitioner(record.key, count)
 
     async def produce(self, records: Sequence[Outgoing]) -> dict[tuple[str, int], int]:
         """Produce `records`; once every one is acknowledged, return the last offset written
@@ -70,7 +81,7 @@ class BatchProducer:
             added = chain[-1].append(
                 timestamp=None, key=record.key, value=record.value, headers=record.headers
             )
-            if added is None:  # full: start the next batch of this partition
+            if added is None:  # full (and closed): start the next batch of this partition
                 chain.append(self.producer.create_batch())
                 if (
                     chain[-1].append(
@@ -82,6 +93,7 @@ class BatchProducer:
         sent: list[tuple[tuple[str, int], int, asyncio.Future[Any]]] = []
         for (topic, partition), chain in builders.items():
             for builder in chain:
+                builder.close()  # nothing else may add to it (`send` would, if it were open)
                 count = builder.record_count()
                 future = await self.producer.send_batch(builder, topic, partition=partition)
                 sent.append(((topic, partition), count, future))

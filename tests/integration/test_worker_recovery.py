@@ -35,8 +35,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(params=WORKER_INPUTS)
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """Killed and restarted with each input path (`LEADSTREAM_WORKER_INPUT`)."""
-    return settings.replace(worker_input=request.param)
+    """Killed and restarted with each input path (`LEADSTREAM_WORKER_INPUT`); checkpoints of
+    at most 500 records, so that a kill soon after the first one lands mid-wave."""
+    return settings.replace(worker_input=request.param, worker_checkpoint_max=500)
 
 
 async def test_sigkill_at_random_moments_ends_like_replay(

@@ -55,3 +55,43 @@ def test_equal_stamps_go_in_topic_order_and_partitions_are_apart() -> None:
     assert merge.release(0, lambda _t, _h: True) == ["view", "hop"]
     merge.drop([0])
     assert merge.waiting() == []
+
+
+def test_a_release_can_be_bounded_and_the_rest_stays_held_in_order() -> None:
+    """The batch loop releases a bounded number per round, so one round never blocks the
+    event loop (and the group heartbeat) for long."""
+    merge: CoPartitionMerge[int] = CoPartitionMerge(TOPICS, 0.5, Clock())
+    for n in range(5):
+        merge.add("web", 0, n, n)
+    merge.add("email", 1, 0, 10)
+    assert merge.held == 6
+    assert merge.release(0, lambda _t, _h: True, limit=2) == [0, 1]
+    assert merge.held == 4
+    assert merge.release(0, lambda _t, _h: True) == [2, 3, 4]
+    merge.drop([0])
+    assert merge.held == 0
+
+
+def test_the_wait_counts_from_when_an_input_held_the_partition_up() -> None:
+    """A record that sat in the queue behind others (a batch consumer holds many) has not
+    been waiting for the input that is behind: it gets the whole wait once that input
+    holds the partition up, and the wait ends when nothing does."""
+    clock = Clock()
+    merge: CoPartitionMerge[int] = CoPartitionMerge(TOPICS, 0.5, clock)
+    behind = {"email"}
+    caught_up = lambda topic, _head: topic not in behind  # noqa: E731
+    merge.add("web", 0, 1, 1)
+    merge.add("web", 0, 2, 2)
+    clock.now = 10.0  # queued long ago; email falls behind only now
+    assert merge.release(0, caught_up) == []
+    clock.now = 10.4
+    assert merge.release(0, caught_up) == [] and not merge.overdue(0)
+    clock.now = 10.5
+    assert merge.release(0, caught_up, limit=1) == [1]  # timed out: heads go, one by one
+    assert merge.release(0, caught_up) == [2]
+    merge.add("web", 0, 3, 3)
+    behind.clear()
+    assert merge.release(0, caught_up) == [3]
+    behind.add("email")
+    merge.add("web", 0, 4, 4)
+    assert merge.release(0, caught_up) == []  # a new wait: it starts again
