@@ -56,6 +56,10 @@ CLOCK_TYPE = "leadstream.reports.clock"
 """The clock lines' event type: in no model's catalogue, so it scores and moves nothing."""
 ALIAS_TYPE = "identity.alias"
 MINUTES_PER_DAY = 1440
+SLA_BREACHED = "sla_breached"
+"""The escalation's reason: it stays in its stage and starts no timer."""
+IDENTIFIED = "identified"
+"""The reason of a hand-raising visitor's handoff at its merge, which keeps its own start."""
 
 
 def is_clock(lead_id: str) -> bool:
@@ -266,20 +270,30 @@ def _pinned(count: int, irregular: Sequence[int]) -> frozenset[int]:
 
 
 def sla_minutes(transitions: Iterable[Mapping[str, Any]]) -> set[int]:
-    """Minutes SLA deadlines may be filed under, from the transitions of ONE component: every
-    instant of them plus every SLA its handoffs carry (a merged hand-raiser keeps its own
-    instant with the route it gets at the merge), rounded up to the minute as the engine
-    rounds them — both neighbours of a boundary, since `at` is printed from a float."""
-    instants: set[int] = set()
-    slas: set[int] = set()
+    """Minutes SLA deadlines are filed under, from the transitions of ONE component, as the
+    engine sets them: a handoff's instant plus its route's SLA (`stages._start_sla`), and for a
+    hand-raising visitor identified into a lead, the instant the visitor entered its stage
+    plus the SLA of the route the merge gives (`engine.merge_states`); rounded up to the
+    minute, both neighbours of a boundary (`at` is printed from a float). An escalation starts
+    no timer."""
+    out: set[int] = set()
+    entries: set[int] = set()
+    merged: set[int] = set()
     for tr in transitions:
-        instants.add(parse_time(tr["at"], "at"))
+        at = parse_time(tr["at"], "at")
+        if tr["from"] != tr["to"]:
+            entries.add(at)
         duration = sla_us(str(tr["sla"])) if tr.get("sla") else None
-        if duration is not None:
-            slas.add(duration)
-    return {
-        -(-(at + duration + slack) // US_PER_MINUTE)
-        for at in instants
-        for duration in slas
-        for slack in (-2, 2)
-    }
+        if duration is None or tr["reason"] == SLA_BREACHED:
+            continue
+        out |= _minutes(at + duration)
+        if tr["reason"] == IDENTIFIED:
+            merged.add(duration)
+    for at in entries:
+        for duration in merged:
+            out |= _minutes(at + duration)
+    return out
+
+
+def _minutes(due_us: int) -> set[int]:
+    return {-(-(due_us + slack) // US_PER_MINUTE) for slack in (-2, 2)}

@@ -140,13 +140,30 @@ def test_every_component_replayed_alone_with_its_clock_lines_ends_as_in_the_whol
             assert got[p] == expected[p], p
 
 
-def test_sla_minutes_round_up_as_the_engine_files_deadlines() -> None:
-    at = spread(0) + 90 * 60_000_000 + 1  # 10:30:00.000001
+def _tr(at_us: int, frm: str, to: str, reason: str, sla: str | None) -> dict[str, Any]:
+    return {"at": format_us(at_us, "us"), "from": frm, "to": to, "reason": reason, "sla": sla}
+
+
+def test_sla_minutes_are_the_deadlines_the_engine_files() -> None:
+    minute = 60_000_000
+    mql = spread(0) + 90 * minute + 1  # 10:30:00.000001
+    raised = spread(0) + 7 * minute  # a visitor's hand-raise, identified later
     minutes = sla_minutes(
         [
-            {"at": format_us(at, "us"), "sla": "P1D"},
-            {"at": format_us(at + 5, "us"), "sla": None},
+            _tr(raised, "anonymous", "sales_ready", "fast_lane", "PT4H"),
+            _tr(mql, "lead", "mql", "score", "P1D"),
+            _tr(mql + US_PER_DAY, "mql", "mql", "sla_breached", "PT1H"),  # starts no timer
+            _tr(mql + 5, "lead", "sales_ready", "identified", "PT1H"),
         ]
     )
-    due = (at + US_PER_DAY) // 60_000_000 + 1  # the next whole minute
-    assert due in minutes and all(abs(m - due) <= 1 for m in minutes)
+    due = {
+        (raised + 4 * HOUR_US) // minute,  # a whole minute: its own
+        (mql + US_PER_DAY) // minute + 1,  # rounded up to the next minute
+        (raised + HOUR_US) // minute,  # the merge keeps the hand-raise's start
+        (mql + 5 + HOUR_US) // minute + 1,  # and the identified handoff's own instant
+    }
+    assert due <= minutes
+    assert all(
+        min(abs(m - d) for d in due) <= 1 or m == (mql + HOUR_US) // minute + 1 for m in minutes
+    )  # neighbours of boundaries, and every entry + the merge SLA
+    assert (mql + US_PER_DAY + HOUR_US) // minute + 1 not in minutes  # no timer after a breach
