@@ -64,13 +64,17 @@ class CoPartitionMerge(Generic[T]):
         """The records of `partition` that may go now (at most `limit`), in acceptance order."""
         queues = self.queues.get(partition)
         out: list[T] = []
+        timeouts = 0
         while queues and (limit is None or len(out) < limit):
             verdict = self._verdict(partition, queues, caught_up)
             if verdict is None:
                 break
             topic, timed_out = verdict
-            (TIMEOUT if timed_out else READY).inc()
+            timeouts += timed_out
             out.append(queues[topic].popleft()[2])
+        if out:  # counted once per release: a counter's lock costs ~1 µs per call
+            READY.inc(len(out) - timeouts)
+            TIMEOUT.inc(timeouts)
         self.held -= len(out)
         return out
 
