@@ -42,6 +42,7 @@ from stream.reports.history import History
 from stream.reports.parts import Lead, Parts, Variant, assemble, changed, signatures, split
 from stream.reports.pool import Partial, Replays, Whole
 from stream.reports.runs import Run, with_thresholds
+from stream.reports.sweep import Volume, volume
 from stream.scoring.model import Model
 
 Population = tuple[Sequence[str], frozenset[str]]
@@ -71,6 +72,10 @@ def refinements(best: float | None, grid: tuple[float, float, float]) -> list[fl
     ]
 
 
+def _transitions(leads: Mapping[str, Lead]) -> list[dict[str, Any]]:
+    return [tr for transitions, _ in leads.values() for tr in transitions]
+
+
 def mql_floor(leads: Mapping[str, Lead], grade: str) -> float | None:
     """The lowest engagement at which a lead of this output became an MQL by score with
     `grade` (None: none did): raising the grade's threshold above it changes the output."""
@@ -94,7 +99,7 @@ class Sweep:
         model: Model,
         grid: tuple[float, float, float],
         replays: Replays,
-        best: Callable[[str, dict[float, Run]], float | None],
+        best: Callable[[str, dict[float, Volume]], float | None],
         shortcut: bool = True,
     ) -> None:
         self.history = history
@@ -112,7 +117,8 @@ class Sweep:
         self.swept: dict[str, Population] = {}
         self.variants: dict[str, dict[float, Variant]] = {}
         self.whole: dict[str, dict[float, Run]] = {}
-        self.assembled: dict[tuple[str, float], Run] = {}
+        self.base_volumes: dict[int, Volume] = {}
+        self.base_volume: Volume = (frozenset(), 0)
         self.open: dict[str, int] = {}
         self.started: set[str] = set()
         self.suggested: Run | None = None
@@ -154,6 +160,8 @@ class Sweep:
                 except ValueError as exc:  # a lead the layout cannot place: replay whole
                     self.strategy = f"whole replays ({exc})"
                 self.base_sigs = signatures(self.base_parts)
+            self.base_volume = volume(self.base.transitions)
+            self.base_volumes = {p: volume(_transitions(x)) for p, x in self.base_parts.items()}
             self.swept = dict(on_base(self.base))
             for grade in list(self.swept):
                 self._go(grade)
@@ -279,16 +287,37 @@ class Sweep:
 
     # -- the refinement around the best value, then the suggestion ---------------------------
 
+    def run_at(self, grade: str, value: float) -> Run | None:
+        """The Run of the whole history at this value of the grade (None: not tried)."""
+        assert self.base is not None
+        if value == self.current[grade]:
+            return self.base
+        if value in self.whole.get(grade, {}):
+            return self.whole[grade][value]
+        variant = self.variants.get(grade, {}).get(value)
+        return None if variant is None else assemble(self.base, self.base_parts, variant)
+
     def runs_of(self, grade: str) -> dict[float, Run]:
         """The Run at each value tried for `grade` (the current value: the base)."""
-        assert self.base is not None
-        out = {self.current[grade]: self.base}
-        out.update(self.whole.get(grade, {}))
+        values = [self.current[grade], *self.whole.get(grade, {}), *self.variants.get(grade, {})]
+        return {value: run for value in values if (run := self.run_at(grade, value)) is not None}
+
+    def volumes(self, grade: str) -> dict[float, Volume]:
+        """What the sweep reads of the replay at each value tried for `grade`, without
+        assembling whole Runs: the base's, minus the changed components', plus the variant's."""
+        out = {self.current[grade]: self.base_volume}
+        for value, run in self.whole.get(grade, {}).items():
+            out[value] = volume(run.transitions)
         for value, variant in self.variants.get(grade, {}).items():
-            key = (grade, value)
-            if key not in self.assembled:
-                self.assembled[key] = assemble(self.base, self.base_parts, variant)
-            out[value] = self.assembled[key]
+            leads, entries = set(self.base_volume[0]), self.base_volume[1]
+            for part, changed_leads in variant.changed.items():
+                gone, count = self.base_volumes.get(part, (frozenset(), 0))
+                leads -= gone
+                entries -= count
+                new, more = volume(_transitions(changed_leads))
+                leads |= new
+                entries += more
+            out[value] = (frozenset(leads), entries)
         return out
 
     def _side_done(self, grade: str) -> None:
@@ -297,8 +326,8 @@ class Sweep:
             self._refine(grade)
 
     def _refine(self, grade: str) -> None:
-        runs = self.runs_of(grade)
-        extra = [v for v in refinements(self.best(grade, runs), self.grid) if v not in runs]
+        volumes = self.volumes(grade)
+        extra = [v for v in refinements(self.best(grade, volumes), self.grid) if v not in volumes]
         self.open[grade] = len(extra) + 1
         for value in extra:
             if not self.partial:
@@ -328,7 +357,7 @@ class Sweep:
             return
         if len(moved) == 1:
             ((grade, value),) = moved.items()
-            self.suggested = self.runs_of(grade).get(value)
+            self.suggested = self.run_at(grade, value)
             if self.suggested is not None:
                 return
         if not self.partial:

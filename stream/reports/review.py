@@ -27,7 +27,14 @@ from stream.reports.plan import Sweep
 from stream.reports.pool import Replays
 from stream.reports.runs import Run, attribute, is_stage_change
 from stream.reports.stats import ratio, wilson
-from stream.reports.sweep import GradeSweep, Objective, grade_sweep, parse_grid, suggest
+from stream.reports.sweep import (
+    GradeSweep,
+    Objective,
+    Volume,
+    grade_sweep,
+    parse_grid,
+    suggest,
+)
 from stream.reports.whatif import compare
 from stream.scoring import events as ev
 from stream.scoring.model import Model, sla_us
@@ -200,12 +207,12 @@ def review(history: History, model: Model, options: ReviewOptions) -> dict[str, 
         populations = {g: [x.lead_id for x in judged if x.grade == g] for g in thresholds}
         return {g: (leads, good) for g, leads in populations.items() if leads}
 
-    def sweep_of(grade: str, runs: Mapping[float, Run]) -> GradeSweep:
+    def sweep_of(grade: str, volumes: Mapping[float, Volume]) -> GradeSweep:
         leads, good = plan.swept[grade]
-        return grade_sweep(grade, float(thresholds[grade]), leads, good, runs)
+        return grade_sweep(grade, float(thresholds[grade]), leads, good, volumes)
 
-    def best(grade: str, runs: dict[float, Run]) -> float | None:
-        return options.objective.best(sweep_of(grade, runs).rows(), float(thresholds[grade]))
+    def best(grade: str, volumes: dict[float, Volume]) -> float | None:
+        return options.objective.best(sweep_of(grade, volumes).rows(), float(thresholds[grade]))
 
     with Replays(history.lines, options.jobs, progress=options.progress, label="review") as replays:
         plan = Sweep(history, model, options.grid, replays, best, options.shortcut)
@@ -214,7 +221,7 @@ def review(history: History, model: Model, options: ReviewOptions) -> dict[str, 
             plan.use(Layout.of(history))
         replays.wait()
         suggestions = {
-            grade: suggest(sweep_of(grade, plan.runs_of(grade)), options.objective, options.seed)
+            grade: suggest(sweep_of(grade, plan.volumes(grade)), options.objective, options.seed)
             for grade in plan.swept
         }
         chosen = {g: s["suggested"] for g, s in suggestions.items() if s["suggested"] is not None}

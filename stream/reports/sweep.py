@@ -15,12 +15,12 @@ and `recall:X` (the highest threshold that still keeps a share ≥ X of the good
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from stream.reports.errors import ReportError
-from stream.reports.runs import Run, is_stage_change
+from stream.reports.runs import is_stage_change
 from stream.reports.stats import f1, percentile, ratio
 
 DEFAULT_GRID = (20.0, 80.0, 5.0)
@@ -139,18 +139,20 @@ class GradeSweep:
         return [(th, tp[j], fp[j], pos - tp[j]) for j, th in enumerate(thresholds)]
 
 
-def _mql_leads(run: Run, population: frozenset[str]) -> frozenset[str]:
-    return frozenset(
-        tr["lead_id"]
-        for tr in run.transitions
-        if tr["to"] == "mql" and tr["reason"] == "score" and tr["lead_id"] in population
-    )
+Volume = tuple[frozenset[str], int]
+"""What the sweep reads of one replay: the leads that became MQLs by score, and the number of
+transitions into mql (every grade; an SLA escalation of a lead sitting in mql is not one)."""
 
 
-def mql_entries(run: Run) -> int:
-    """Transitions into mql (every grade): the MQL volume of a replay. An SLA escalation of a
-    lead sitting in mql (`to` = mql, reason sla_breached) is not one."""
-    return sum(1 for tr in run.transitions if tr["to"] == "mql" and is_stage_change(tr))
+def volume(transitions: Iterable[Mapping[str, Any]]) -> Volume:
+    leads: set[str] = set()
+    entries = 0
+    for tr in transitions:
+        if tr["to"] == "mql" and is_stage_change(tr):
+            entries += 1
+            if tr["reason"] == "score":
+                leads.add(tr["lead_id"])
+    return frozenset(leads), entries
 
 
 def grade_sweep(
@@ -158,14 +160,14 @@ def grade_sweep(
     current: float,
     leads: Sequence[str],
     positives: frozenset[str],
-    runs: Mapping[float, Run],
+    volumes: Mapping[float, Volume],
 ) -> GradeSweep:
-    """Who becomes an MQL at each threshold tried, from the replay at each threshold."""
+    """Who becomes an MQL at each threshold tried, from each threshold's replay."""
     population = frozenset(leads)
     sweep = GradeSweep(grade, current, list(leads), positives, {}, {})
-    for th, run in runs.items():
-        sweep.mqls[th] = _mql_leads(run, population)
-        sweep.mql_counts[th] = mql_entries(run)
+    for th, (mqls, entries) in volumes.items():
+        sweep.mqls[th] = mqls & population
+        sweep.mql_counts[th] = entries
     return sweep
 
 

@@ -19,7 +19,7 @@ from stream.reports.plan import Sweep
 from stream.reports.pool import Replays
 from stream.reports.review import ReviewOptions, review
 from stream.reports.runs import run_lines
-from stream.reports.sweep import parse_grid
+from stream.reports.sweep import parse_grid, volume
 from stream.scoring.model import default_model
 
 from .histories import outcome_history
@@ -67,6 +67,10 @@ def test_every_value_replayed_in_parts_equals_its_whole_replay(journeys: History
         for value, run in runs.items()
         if value != plan.current[grade]
     ]
+    for grade, runs in tried.items():  # what the sweep reads, without assembling Runs
+        assert plan.volumes(grade) == {
+            value: volume(run.transitions) for value, run in runs.items()
+        }
     assert plan.suggested is not None
     checks.append((plan.model_for({"A": 45.0, "B": 40.0}), plan.suggested))
     for model_at, run in checks:
