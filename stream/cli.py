@@ -278,6 +278,9 @@ def _report(name: str, make: Callable[[], Any]) -> Any:
     except LeadstreamError as exc:  # ReportError, ModelError, SettingsError …
         click.echo(f"{name}: {exc}", err=True)
         sys.exit(2)
+    except click.ClickException as exc:  # a bad LEADSTREAM_* value (_settings)
+        click.echo(f"{name}: {exc.format_message()}", err=True)
+        sys.exit(2)
     except Exception:  # noqa: BLE001 - a bug must not look like a failed gate
         import traceback
 

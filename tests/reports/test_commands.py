@@ -88,6 +88,8 @@ def test_the_gate_exits_1_and_only_the_gate(tmp_path: Path) -> None:
     args = ["whatif", "--candidate", str(broken), str(events), "--fail-if", "leads > 0"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and "candidate model" in result.output
+    result = CliRunner().invoke(main, args[:4], env={"LEADSTREAM_PARTITIONS": "many"})
+    assert result.exit_code == 2 and "LEADSTREAM_PARTITIONS" in result.output
 
 
 @pytest.mark.parametrize("command", ["whatif", "review"])

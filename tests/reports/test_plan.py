@@ -111,3 +111,14 @@ def test_a_progress_bar_counts_the_replays_on_stderr(capsys: pytest.CaptureFixtu
     review(History.from_lines(lines), default_model(), ReviewOptions(progress=True))
     err = capsys.readouterr().err
     assert "review:" in err and "replay" in err
+
+
+def test_a_history_the_layout_cannot_serve_is_replayed_whole() -> None:
+    lines, _ = outcome_history(cut=50)
+    odd = orjson.loads(lines[0])
+    odd.update(event_id="odd-1", user_id=None, lead_id="~reports-clock~7")
+    history = History.from_lines([*lines, orjson.dumps(odd).decode()])
+    summary = review(history, default_model(), ReviewOptions())
+    assert summary["replays"]["strategy"].startswith("whole replays (a lead id starts with")
+    assert summary["replays"]["partial_replays"] == 0
+    assert summary["suggestions"]["A"]["suggested"] == 50
