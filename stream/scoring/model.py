@@ -161,7 +161,7 @@ class Model:
     seen_max: int  # at most this many remembered ids per lead (state size bound)
     raw: dict[str, Any]
 
-    @property
+    @functools.cached_property
     def ref(self) -> str:
         """`id@version`, written into every transition, ledger entry and snapshot."""
         return f"{self.id}@{self.version}"

@@ -106,8 +106,9 @@ def replay_lines(
         records=False,
     )
     last_us: int | None = None
+    inputs: dict[str | None, tuple[str, int]] = {}  # channel -> its topic and watermark id
     for number, raw in enumerate(lines, 1):
-        if not raw.strip():
+        if not raw or raw.isspace():
             continue
         try:
             body = orjson.loads(raw)
@@ -127,9 +128,11 @@ def replay_lines(
         if until_us is not None and event.t_us > until_us:
             stats.after_until += 1
             continue
-        topic = f"leads.events.{CHANNEL_TOPIC.get(str(body.get('channel')), 'web')}"
-        source = channel_source(topic, 0)
-        queue = [Record(topic, 0, number, None, b"", [], source, body, event=event)]
+        where = inputs.get(event.channel)
+        if where is None:
+            topic = f"leads.events.{CHANNEL_TOPIC.get(str(event.channel), 'web')}"
+            where = inputs[event.channel] = (topic, channel_source(topic, 0))
+        queue = [Record(where[0], 0, number, None, b"", [], where[1], body, event=event)]
         while queue:
             emit = pipeline.process(queue.pop(0))
             for key, hop, headers, _home in emit.by_lead:  # none with one partition

@@ -6,7 +6,7 @@ import bisect
 from collections.abc import Mapping
 from typing import Any
 
-from stream.scoring.decay import value_at
+from stream.scoring.events import US_PER_DAY
 from stream.scoring.model import Model, TypeRule
 from stream.scoring.state import LeadState, has_key
 
@@ -57,23 +57,48 @@ def clamp_cap(value: float, cap: float | None) -> float:
 
 
 def type_values(state: LeadState, model: Model, t_us: int) -> dict[str, float]:
-    """Per-type decayed sums at t_us, each clamped to its type cap (unknown types skipped)."""
+    """Per-type decayed sums at t_us, each clamped to its type cap (unknown types skipped).
+
+    `value_at` and `clamp_cap` written out, the same arithmetic: every stage decision and
+    snapshot asks for these.
+    """
     out: dict[str, float] = {}
     types = model.types
-    for name, acc in state.acc.items():
+    for name, (value, ref) in state.acc.items():
         rule = types.get(name)
-        if rule is not None:
-            out[name] = clamp_cap(value_at(acc, t_us, rule.half_life), rule.cap)
+        if rule is None:
+            continue
+        half_life, dt = rule.half_life, t_us - int(ref)
+        value = value * (
+            1.0 if half_life is None or dt == 0 else 0.5 ** (dt / US_PER_DAY / half_life)
+        )
+        cap = rule.cap
+        if cap is not None:
+            if cap >= 0:
+                if cap < value:
+                    value = cap
+            elif cap > value:
+                value = cap
+        out[name] = value
     return out
 
 
 def group_values(types: Mapping[str, float], model: Model) -> dict[str, float]:
     """Per-group sums of type values, clamped to the group caps; every group present."""
-    sums = dict.fromkeys(model.groups, 0.0)
+    caps = model.groups
+    sums = dict.fromkeys(caps, 0.0)
     rules = model.types
     for name, value in types.items():
         sums[rules[name].group] += value
-    return {g: clamp_cap(v, model.groups[g]) for g, v in sums.items()}
+    for group, value in sums.items():
+        cap = caps[group]
+        if cap is not None:
+            if cap >= 0:
+                if cap < value:
+                    sums[group] = cap
+            elif cap > value:
+                sums[group] = cap
+    return sums
 
 
 def engagement_of(groups: Mapping[str, float], model: Model) -> float:

@@ -19,6 +19,15 @@ SQL_FROM = frozenset({"mql", "sales_ready"})
 # Sales' answers to a handoff: each stops its SLA timer.
 SALES_ANSWERS = frozenset({ev.SALES_ACCEPTED, ev.SALES_REJECTED, ev.SALES_NO_DECISION})
 SLA_BREACHED = "sla_breached"  # reason of the escalation a passed SLA emits
+# Event types `event_rules` acts on whatever the model says (fast-lane types come from it).
+EVENT_RULE_TYPES = frozenset(
+    {
+        *SALES_ANSWERS,
+        ev.OPPORTUNITY_CREATED,
+        ev.OPPORTUNITY_WON,
+        ev.OPPORTUNITY_LOST,
+    }
+)
 
 
 class Scores:

@@ -16,7 +16,6 @@ from typing import Any
 import orjson
 
 from stream.errors import LeadstreamError
-from stream.scoring.decay import decayed
 from stream.scoring.events import US_PER_DAY
 from stream.scoring.model import Model
 
@@ -130,6 +129,9 @@ class LeadState:
     watermarks: dict[int, int] = field(default_factory=dict)  # partition -> applied offset
     sla_due: int | None = None  # when the open handoff's SLA passes (one timer at most)
     sla_triggers: list[str] = field(default_factory=list)  # trigger event ids of that handoff
+    # Not stored: a day at or below every day in `seen` (None: not known), so that the daily
+    # pruning need not look at every remembered id to find that none is old enough to go.
+    seen_floor: int | None = field(default=None, compare=False, repr=False)
 
     def encode(self) -> bytes:
         """Compact bytes (orjson of a positional list); `decode(encode(s)) == s`."""
@@ -250,7 +252,9 @@ def remember_digest(state: LeadState, value: int, model: Model, at_us: int | Non
         clock = at_us
     seen = state.seen
     seen.pop(value, None)
-    seen[value] = 0 if clock is None else clock // US_PER_DAY
+    day = seen[value] = 0 if clock is None else clock // US_PER_DAY
+    if state.seen_floor is not None and day < state.seen_floor:
+        state.seen_floor = day
     while len(seen) > model.seen_max:
         del seen[next(iter(seen))]
 
@@ -258,6 +262,7 @@ def remember_digest(state: LeadState, value: int, model: Model, at_us: int | Non
 def remember_all(state: LeadState, other: dict[int, int], model: Model) -> None:
     """Unite another lead's remembered ids into this one (identity merge): later day wins."""
     seen = state.seen
+    state.seen_floor = None
     for value, day in other.items():
         mine = seen.get(value)
         if mine is None or day > mine:
@@ -294,30 +299,48 @@ def prune(state: LeadState, model: Model) -> None:
     clock = state.clock
     if clock is None:
         return
-    for name in list(state.times):
-        rule = model.types.get(name)
-        times = state.times[name]
+    types = model.types
+    all_times = state.times
+    for name in list(all_times):
+        rule = types.get(name)
+        times = all_times[name]
         if rule is None or not rule.horizon_us:
-            del state.times[name]
+            del all_times[name]
             continue
-        cut = bisect.bisect_right(times, clock - rule.horizon_us)
-        if cut:
-            del times[:cut]
-        if not times:
-            del state.times[name]
+        if not times or times[0] <= clock - rule.horizon_us:
+            del times[: bisect.bisect_right(times, clock - rule.horizon_us)]
+            if not times:
+                del all_times[name]
     _forget_ids(state, model, clock)
-    for name in list(state.acc):
-        rule = model.types.get(name)
-        value, ref = state.acc[name]
-        if rule is None:
+    acc = state.acc
+    dead = []
+    for name, (value, ref) in acc.items():
+        rule = types.get(name)
+        if rule is None or ref > clock:
             continue
-        if ref <= clock and abs(decayed(value, clock - int(ref), rule.half_life)) < NEGLIGIBLE:
-            del state.acc[name]
+        half_life, dt = rule.half_life, clock - int(ref)
+        # decay.decayed, written out: this runs for every type of every lead once a day
+        now = (
+            value if half_life is None or dt == 0 else value * 0.5 ** (dt / US_PER_DAY / half_life)
+        )
+        if abs(now) < NEGLIGIBLE:
+            dead.append(name)
+    for name in dead:
+        del acc[name]
 
 
 def _forget_ids(state: LeadState, model: Model, clock: int) -> None:
     """Drop event ids applied more than `seen_event_days` of the lead's clock ago."""
     oldest = (clock - model.seen_us) // US_PER_DAY
+    floor = state.seen_floor
+    if floor is not None and floor >= oldest:
+        return
     seen = state.seen
-    if seen and min(seen.values()) < oldest:
+    if not seen:
+        return
+    low = min(seen.values())
+    if low < oldest:
         state.seen = {value: day for value, day in seen.items() if day >= oldest}
+        state.seen_floor = oldest
+    else:
+        state.seen_floor = low

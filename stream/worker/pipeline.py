@@ -25,6 +25,7 @@ Records produced by one record are returned as an `Emit`; table writes are stage
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
@@ -120,7 +121,7 @@ class Pipeline:
         self.ticks = ticks
         self.by_lead_topic = by_lead_topic
         self.merge_timeout = merge_timeout
-        self.on_state = on_state or (lambda _lead, _state: None)
+        self.on_state = on_state
         self.clock = clock
         # Replay files may name a line's lead outright (`lead_id`); the public topics never.
         self.trust_lead_ids = trust_lead_ids
@@ -130,6 +131,7 @@ class Pipeline:
         # count what happens in metrics; replay and the reports read transitions only.
         self.records = records
         self.transition_counters: dict[tuple[str, str, str], Any] = {}
+        self.lookups: dict[int, Callable[[str], str | None]] = {}
         self.aliases: Staged[str, str] = Staged(tables.aliases)
         self.states: EncodedStates | MemoryStates = (
             MemoryStates(tables.memory)
@@ -260,7 +262,7 @@ class Pipeline:
         event: Event | None = None,
     ) -> None:
         p = record.partition
-        found = self.identity.resolve(body, p, lambda key: self.aliases.get(p, key))
+        found = self.identity.resolve(body, p, self._alias_lookup(p))
         if found.home != p:
             # Decided where the lead lives: claims made here would strand a local visitor.
             self._forward(record, body, found.lead_id, found.home, emit, hops)
@@ -268,6 +270,14 @@ class Pipeline:
         for key, lead_id in found.alias_writes.items():
             self.aliases.put(p, key, lead_id)
         self._at_home(record, body, found, emit, event)
+
+    def _alias_lookup(self, p: int) -> Callable[[str], str | None]:
+        """The alias table of partition `p` as the identity step reads it (one per partition,
+        made once: it is asked for every record)."""
+        lookup = self.lookups.get(p)
+        if lookup is None:
+            lookup = self.lookups[p] = functools.partial(self.aliases.get, p)
+        return lookup
 
     def _forward(
         self,
@@ -346,9 +356,7 @@ class Pipeline:
         found = Resolution(lead_id=lead_id, home=p)
         if not is_visitor(lead_id):
             # The event's own ids may tie more visitors to the lead (a cookie seen first here).
-            found = self.identity.resolve(
-                {**event, "user_id": lead_id}, p, lambda key: self.aliases.get(p, key)
-            )
+            found = self.identity.resolve({**event, "user_id": lead_id}, p, self._alias_lookup(p))
             for key, value in found.alias_writes.items():
                 self.aliases.put(p, key, value)
         self._at_home(record, event, found, emit)
@@ -529,7 +537,7 @@ class Pipeline:
         """
         p = record.partition
         state = self.states.get(p, lead_id) or new_state(lead_id)
-        joined = [v for v in visitors if v is not None]
+        joined = [v for v in visitors if v is not None] if visitors else []
         applied = False
         consumed = False  # whether the merge was the event itself
         if joined:
@@ -555,7 +563,7 @@ class Pipeline:
         for mark in merge_marks:
             remember_id(state, mark, self.model, at_us=event.t_us)
         if not consumed and not merge_only:
-            outcome = apply(state, event, self.model, offset=position)
+            outcome = apply(state, event, self.model, offset=position, explain=self.records)
             self._collect(record, outcome, emit)
             applied = outcome.applied
         if self.records:
@@ -569,14 +577,16 @@ class Pipeline:
 
     def _keep(self, p: int, state: LeadState, emit: Emit) -> None:
         self.states.put(p, state.lead_id, state)
-        self.on_state(state.lead_id, state)
+        if self.on_state is not None:
+            self.on_state(state.lead_id, state)
         if self.records and state.account_id:
             contact = contact_update(state, self.model)
             if contact is not None:
                 emit.accounts.append((contact.account_id.encode(), orjson.dumps(contact.to_dict())))
-        due = next_tick_at(state, self.model)
-        if due is not None:
-            self.ticks.schedule(p, state.lead_id, due)
+        if state.next_tick is not None or state.sla_due is not None:
+            due = next_tick_at(state, self.model)
+            if due is not None:
+                self.ticks.schedule(p, state.lead_id, due)
 
     def _fire_ticks(self, record: Record, clock_us: int | None, emit: Emit) -> None:
         """Every lead of this partition whose timers the partition's stream time has passed,

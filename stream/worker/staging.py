@@ -27,9 +27,11 @@ class Staged(Generic[K, V]):
         self.pending: dict[tuple[int, K], V | None] = {}
 
     def get(self, partition: int, key: K) -> V | None:
-        where = (partition, key)
-        if where in self.pending:
-            return self.pending[where]
+        pending = self.pending
+        if pending:
+            where = (partition, key)
+            if where in pending:
+                return pending[where]
         return self.table_for(partition).get(key)
 
     def put(self, partition: int, key: K, value: V) -> None:

@@ -74,9 +74,15 @@ class TickScheduler:
         "Passed" is strict: an event stamped exactly at a tick instant is applied before that
         tick, as in the scoring model and in `leadstream replay`.
         """
-        now = max(self.stream_time.get(partition, t_days), t_days)
+        now = self.stream_time.get(partition, t_days)
+        if t_days > now:
+            now = t_days
         self.stream_time[partition] = now
-        heap = self._heap(partition)
+        heap = self.heaps.get(partition)
+        if heap is None:
+            heap = self._heap(partition)
+        if not heap or heap[0] / MINUTES_PER_DAY >= now:
+            return []
         fired: list[tuple[float, list[str]]] = []
         while heap and heap[0] / MINUTES_PER_DAY < now:
             minute = heapq.heappop(heap)
