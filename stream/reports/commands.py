@@ -21,7 +21,7 @@ import orjson
 
 from stream.reports.errors import RefusedLines, ReportError
 from stream.reports.failif import FailIf
-from stream.reports.history import History, read_history
+from stream.reports.history import History, read_lines
 from stream.reports.pages import review_page, whatif_page
 from stream.reports.pool import Replays, Whole
 from stream.reports.review import ReviewOptions, review
@@ -60,8 +60,7 @@ def load_history(
     lines: list[str] = []
     where: list[str] = []
     if events:
-        files = read_history(events)
-        lines, where = files.lines, files.where
+        lines, where = read_lines(events)
     if topics:
         import asyncio
 

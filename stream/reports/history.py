@@ -140,6 +140,11 @@ def _index(line: str) -> tuple[HistoryEvent | None, str | None]:
 
 def read_history(paths: Sequence[str | Path]) -> History:
     """The lines of every file in the order given ("-" is standard input)."""
+    return History.from_lines(*read_lines(paths))
+
+
+def read_lines(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
+    """The lines of every file in the order given, and where each came from (`file:line`)."""
     if not paths:
         raise ReportError("no history given: name one or more EVENTS.jsonl files (or - for stdin)")
     lines: list[str] = []
@@ -161,7 +166,7 @@ def read_history(paths: Sequence[str | Path]) -> History:
             raise ReportError(
                 f"{path}: not UTF-8 text; want canonical events as JSON lines"
             ) from None
-    return History.from_lines(lines, where)
+    return lines, where
 
 
 def simulated_history(leads: int, seed: int, start: datetime = DEMO_START) -> list[str]:
