@@ -62,6 +62,7 @@ def parse_rfc3339(text: str, *, assume_utc: bool = False) -> datetime:
 _FROMISO = datetime.fromisoformat
 _ONE_US = timedelta(microseconds=1)
 _SECONDS: dict[int, str] = {}
+_WRITTEN: dict[tuple[int, str], str] = {}
 _CACHE_MAX = 100_000
 
 
@@ -116,8 +117,14 @@ def format_rfc3339(value: datetime, precision: Precision = "ms") -> str:
 
 
 def format_us(us: int, precision: Precision = "auto") -> str:
-    """`format_rfc3339` of integer microseconds since the epoch (the whole seconds cached:
-    every ledger entry and transition is written with its time)."""
+    """`format_rfc3339` of integer microseconds since the epoch.
+
+    Cached: every ledger entry, transition and lead snapshot is written with its times, and
+    they repeat (a lead's clock is its last event; a replay's leads share their end).
+    """
+    text = _WRITTEN.get((us, precision))
+    if text is not None:
+        return text
     whole, micros = divmod(us, US_PER_SECOND)
     stamp = _SECONDS.get(whole)
     if stamp is None:
@@ -126,10 +133,15 @@ def format_us(us: int, precision: Precision = "auto") -> str:
             _SECONDS.clear()
         _SECONDS[whole] = stamp
     if precision == "ms":
-        return f"{stamp}.{micros // 1000:03d}Z"
-    if precision == "us" or (precision == "auto" and micros):
-        return f"{stamp}.{micros:06d}Z"
-    return f"{stamp}Z"
+        text = f"{stamp}.{micros // 1000:03d}Z"
+    elif precision == "us" or (precision == "auto" and micros):
+        text = f"{stamp}.{micros:06d}Z"
+    else:
+        text = f"{stamp}Z"
+    if len(_WRITTEN) >= _CACHE_MAX:
+        _WRITTEN.clear()
+    _WRITTEN[(us, precision)] = text
+    return text
 
 
 def parse_duration(value: str | float) -> timedelta:

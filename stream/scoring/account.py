@@ -132,6 +132,8 @@ def contact_update(state: LeadState, model: Model) -> ContactUpdate | None:
     if not state.account_id or state.clock is None:
         return None
     scores = Scores(state, model, state.clock)
-    known = any(name in state.profile for name in model.company_attributes)
-    fit = company_fit(state.profile, model) if known else None
-    return ContactUpdate(state.account_id, state.lead_id, scores.engagement, fit, state.clock)
+    kept = state.company
+    if kept is None or kept[0] is not state.profile:
+        known = any(name in state.profile for name in model.company_attributes)
+        kept = state.company = (state.profile, company_fit(state.profile, model) if known else None)
+    return ContactUpdate(state.account_id, state.lead_id, scores.engagement, kept[1], state.clock)

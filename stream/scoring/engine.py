@@ -8,7 +8,7 @@ writes the changelog.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from stream.scoring import stages
@@ -34,16 +34,32 @@ from stream.scoring.state import (
 STREAK_SUFFIX = "/journey.research_streak"
 
 
-@dataclass
+@dataclass(init=False)
 class Outcome:
     """What one call did: the (same, mutated) state, whether the event was applied, the stage
-    transitions in order, the ledger entries written and the derived events emitted."""
+    transitions in order, the ledger entries written and the derived events emitted.
+
+    `__init__` written out: one is made per event (`default_factory` calls cost more)."""
 
     state: LeadState
-    applied: bool = True
-    transitions: list[Transition] = field(default_factory=list)
-    ledger: list[LedgerEntry] = field(default_factory=list)
-    derived: list[Event] = field(default_factory=list)
+    applied: bool
+    transitions: list[Transition]
+    ledger: list[LedgerEntry]
+    derived: list[Event]
+
+    def __init__(
+        self,
+        state: LeadState,
+        applied: bool = True,
+        transitions: list[Transition] | None = None,
+        ledger: list[LedgerEntry] | None = None,
+        derived: list[Event] | None = None,
+    ) -> None:
+        self.state = state
+        self.applied = applied
+        self.transitions = [] if transitions is None else transitions
+        self.ledger = [] if ledger is None else ledger
+        self.derived = [] if derived is None else derived
 
 
 def _entry(
@@ -148,6 +164,7 @@ def _update_profile(state: LeadState, traits: dict[str, Any] | Any, model: Model
             changed = True
     if not changed:
         return False
+    state.company = None
     old = state.fit
     state.fit = fit_score(state.profile, model)
     return state.fit != old
@@ -171,7 +188,12 @@ def apply(
     `explain` no ledger entries are made (the state and transitions are the same).
     """
     event_digest = digest(event.event_id)
-    if _already_consumed(state, offset) or event_digest in state.seen:
+    if offset is not None:  # `_already_consumed`, written out: asked for every event
+        mark = state.watermarks.get(offset[0])
+        if mark is not None and offset[1] <= mark:
+            return Outcome(state, applied=False)
+        state.watermarks[offset[0]] = offset[1]
+    if event_digest in state.seen:
         return Outcome(state, applied=False)
     out = Outcome(state)
     t_us = event.t_us
@@ -373,6 +395,7 @@ def _unite(known: LeadState, visitor: LeadState, model: Model) -> None:
     known.account_id = known.account_id or visitor.account_id
     for name, value in visitor.profile.items():
         known.profile.setdefault(name, value)
+    known.company = None
     known.clock = _latest(known.clock, visitor.clock)
     known.last_event = _latest(known.last_event, visitor.last_event)
 

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ANON_PREFIX = "anon:"
@@ -76,16 +76,33 @@ class Pull:
         return (ANON_PREFIX if self.kind == "a" else EMAIL_PREFIX) + self.value
 
 
-@dataclass
+@dataclass(init=False)
 class Resolution:
-    """What the identity step decided for one event in one partition."""
+    """What the identity step decided for one event in one partition (`__init__` written
+    out: one is made per event)."""
 
     lead_id: str
     home: int  # the lead's home partition
-    alias_writes: dict[str, str] = field(default_factory=dict)
-    local_visitors: list[str] = field(default_factory=list)  # visitors here, to merge now
-    pulls: list[Pull] = field(default_factory=list)  # visitors elsewhere, to pull
-    conflict_with: str | None = None  # the other known lead an anonymous id belongs to
+    alias_writes: dict[str, str]
+    local_visitors: list[str]  # visitors here, to merge now
+    pulls: list[Pull]  # visitors elsewhere, to pull
+    conflict_with: str | None  # the other known lead an anonymous id belongs to
+
+    def __init__(
+        self,
+        lead_id: str,
+        home: int,
+        alias_writes: dict[str, str] | None = None,
+        local_visitors: list[str] | None = None,
+        pulls: list[Pull] | None = None,
+        conflict_with: str | None = None,
+    ) -> None:
+        self.lead_id = lead_id
+        self.home = home
+        self.alias_writes = {} if alias_writes is None else alias_writes
+        self.local_visitors = [] if local_visitors is None else local_visitors
+        self.pulls = [] if pulls is None else pulls
+        self.conflict_with = conflict_with
 
 
 def _as_str(value: Any) -> str | None:

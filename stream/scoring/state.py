@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import dataclasses
 import hashlib
 import itertools
 import operator
@@ -31,57 +32,98 @@ def digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
-def _pack(values: Iterable[int]) -> str:
-    """Digests as base64 of their 8-byte big-endian forms, one after another."""
+def _raw(values: Iterable[int]) -> bytearray:
+    """Digests as their 8-byte big-endian forms, one after another."""
     packed = array("Q", values)
     if _LITTLE:
         packed.byteswap()
-    return base64.b64encode(packed.tobytes()).decode("ascii")
+    return bytearray(packed.tobytes())
+
+
+def _pack(values: Iterable[int]) -> str:
+    return base64.b64encode(_raw(values)).decode("ascii")
 
 
 def _unpack(text: str) -> dict[int, None]:
-    raw = base64.b64decode(text, validate=True)
+    return dict.fromkeys(_digests(base64.b64decode(text, validate=True)))
+
+
+def _digests(raw: bytes) -> array[int]:
     if len(raw) % 8:
         raise ValueError("digest list length")
     values = array("Q")
     values.frombytes(raw)
     if _LITTLE:
         values.byteswap()
-    return dict.fromkeys(values)
+    return values
 
 
-def _pack_days(seen: dict[int, int]) -> list[list[int | str]]:
-    """Remembered ids grouped by day, [[day, packed digests], ...] in memory order.
+Runs = list[list[Any]]  # [[day, bytearray of 8-byte digests], ...]: `seen` in runs of a day
 
-    One day number per group rather than per id keeps the encoding at ~8 bytes an id. Ids are
-    remembered in the order of the lead's clock, so the days are almost always in order: the
-    groups are then cut by bisection, without a Python step per id (a busy lead remembers
-    thousands).
+
+def _runs(seen: dict[int, int]) -> Runs:
+    """`seen` cut into runs of one day, in memory order.
+
+    Ids are remembered in the order of the lead's clock, so the days are almost always in
+    order: the runs are then cut by bisection, without a Python step per id (a busy lead
+    remembers thousands).
     """
     if not seen:
         return []
     days = list(seen.values())
     if days != sorted(days):  # ids united from another lead (a merge): by runs
         return [
-            [day, _pack(value for value, _ in run)]
+            [day, _raw(value for value, _ in run)]
             for day, run in itertools.groupby(seen.items(), key=operator.itemgetter(1))
         ]
     values = list(seen)
-    groups: list[list[int | str]] = []
+    runs: Runs = []
     start = 0
     while start < len(days):
         day = days[start]
         end = bisect.bisect_right(days, day, start)
-        groups.append([day, _pack(values[start:end])])
+        runs.append([day, _raw(values[start:end])])
         start = end
-    return groups
+    return runs
 
 
-def _unpack_days(groups: Any) -> dict[int, int]:
+def _pack_days(state: LeadState) -> list[list[int | str]]:
+    """Remembered ids grouped by day, [[day, packed digests], ...] in memory order.
+
+    One day number per group rather than per id keeps the encoding at ~8 bytes an id. A state
+    is encoded at every checkpoint that changed it, and a busy lead remembers thousands of ids
+    of which a few are new: the runs are kept with the state (`seen_runs`) and only the ids
+    remembered since are packed, as long as nothing was removed or moved.
+    """
+    seen = state.seen
+    kept = state.seen_runs
+    if kept is None or kept[0] is not seen or kept[1] > len(seen):
+        runs = _runs(seen)
+    else:
+        runs = kept[2]
+        fresh = list(itertools.islice(seen.items(), kept[1], None))
+        for day, run in itertools.groupby(fresh, key=operator.itemgetter(1)):
+            raw = _raw(value for value, _ in run)
+            if runs and runs[-1][0] == day:
+                runs[-1][1] += raw
+            else:
+                runs.append([day, raw])
+    state.seen_runs = (seen, len(seen), runs)
+    return [[day, base64.b64encode(raw).decode("ascii")] for day, raw in runs]
+
+
+def _unpack_days(groups: Any) -> tuple[dict[int, int], Runs]:
     seen: dict[int, int] = {}
+    runs: Runs = []
     for day, packed in groups:
-        seen.update(dict.fromkeys(_unpack(packed), int(day)))
-    return seen
+        raw = base64.b64decode(packed, validate=True)
+        day = int(day)
+        seen.update(dict.fromkeys(_digests(raw), day))
+        if runs and runs[-1][0] == day:
+            runs[-1][1] += raw
+        else:
+            runs.append([day, bytearray(raw)])
+    return seen, runs
 
 
 class StateDecodeError(LeadstreamError):
@@ -132,6 +174,16 @@ class LeadState:
     # Not stored: a day at or below every day in `seen` (None: not known), so that the daily
     # pruning need not look at every remembered id to find that none is old enough to go.
     seen_floor: int | None = field(default=None, compare=False, repr=False)
+    # Not stored: `seen` packed as at the last encoding, (the dict, how many ids, the runs);
+    # valid while ids were only added to that dict since (`_pack_days`).
+    seen_runs: tuple[dict[int, int], int, Runs] | None = field(
+        default=None, compare=False, repr=False
+    )
+    # Not stored: the account fit of the `profile` dict it names, dropped wherever that dict is
+    # changed (`stream.scoring.account.contact_update` reads it).
+    company: tuple[dict[str, Any], float | None] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def encode(self) -> bytes:
         """Compact bytes (orjson of a positional list); `decode(encode(s)) == s`."""
@@ -164,7 +216,7 @@ class LeadState:
                 {k: _pack(v) for k, v in self.keys.items()},
                 self.prior,
                 self.mofu_last,
-                _pack_days(self.seen),
+                _pack_days(self),
                 [[p, o] for p, o in self.watermarks.items()],
                 None if self.sla_due is None else [self.sla_due, self.sla_triggers],
             ]
@@ -183,12 +235,13 @@ class LeadState:
                 raise ValueError("unknown layout")
             sla = v[24] if len(v) > 24 else None
             clock = v[5]
+            runs = None
             if v[0] >= 3:
-                seen = _unpack_days(v[22])
+                seen, runs = _unpack_days(v[22])
             else:
                 today = 0 if clock is None else int(clock) // US_PER_DAY
                 seen = dict.fromkeys(_unpack(v[22]), today)
-            return cls(
+            state = cls(
                 lead_id=v[1],
                 model_version=v[2],
                 stage=v[3],
@@ -217,6 +270,9 @@ class LeadState:
                 sla_due=None if sla is None else int(sla[0]),
                 sla_triggers=[] if sla is None else [str(x) for x in sla[1]],
             )
+            if runs is not None:
+                state.seen_runs = (seen, len(seen), runs)
+            return state
         except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
             raise StateDecodeError(
                 f"lead state: cannot decode ({exc}); codec version "
@@ -225,9 +281,26 @@ class LeadState:
             ) from None
 
 
+_NEW = object.__new__
+# Every field in its order, the mutable ones filled in by `new_state` for each lead.
+_TEMPLATE = {
+    f.name: None if f.default is dataclasses.MISSING else f.default
+    for f in dataclasses.fields(LeadState)
+}
+
+
 def new_state(lead_id: str) -> LeadState:
-    """A lead nobody has seen yet: stage `anonymous`, no history."""
-    return LeadState(lead_id=lead_id)
+    """A lead nobody has seen yet: stage `anonymous`, no history.
+
+    `LeadState(lead_id)` field by field, without its eight `default_factory` calls: a replay
+    makes one for every lead it meets."""
+    state: LeadState = _NEW(LeadState)
+    fields = state.__dict__
+    fields.update(_TEMPLATE)
+    fields["lead_id"] = lead_id
+    fields["profile"], fields["acc"], fields["times"], fields["keys"] = {}, {}, {}, {}
+    fields["seen"], fields["watermarks"], fields["sla_triggers"] = {}, {}, []
+    return state
 
 
 def seen_before(state: LeadState, event_id: str) -> bool:
@@ -251,18 +324,21 @@ def remember_digest(state: LeadState, value: int, model: Model, at_us: int | Non
     if at_us is not None and (clock is None or at_us > clock):
         clock = at_us
     seen = state.seen
-    seen.pop(value, None)
+    if seen.pop(value, None) is not None:
+        state.seen_runs = None  # moved to the end: the kept runs no longer match
     day = seen[value] = 0 if clock is None else clock // US_PER_DAY
     if state.seen_floor is not None and day < state.seen_floor:
         state.seen_floor = day
     while len(seen) > model.seen_max:
         del seen[next(iter(seen))]
+        state.seen_runs = None
 
 
 def remember_all(state: LeadState, other: dict[int, int], model: Model) -> None:
     """Unite another lead's remembered ids into this one (identity merge): later day wins."""
     seen = state.seen
     state.seen_floor = None
+    state.seen_runs = None
     for value, day in other.items():
         mine = seen.get(value)
         if mine is None or day > mine:

@@ -233,16 +233,21 @@ class Pipeline:
     # -- channel records -----------------------------------------------------------------
 
     def _channel(self, record: Record, emit: Emit) -> None:
-        # a copy of a parsed body: a record held behind a merge is processed again
-        body = dict(record.body) if record.body is not None else orjson.loads(record.value)
+        body = record.body if record.body is not None else orjson.loads(record.value)
         if not isinstance(body, dict):
             raise TypeError("a canonical event must be a JSON object")
+        if record.body is not None and "lead_id" in body:
+            body = dict(body)  # popped below: a record held behind a merge comes again
         if body.get("type") == "identity.alias":
             # Written by workers before 0.2 to the public crm topic: the alias now travels as
             # a pull on the internal by-lead topic; the old record carries nothing to score.
             emit.done.append(record)
             return
-        if header(record, "received_at") is None and isinstance(body.get("received_at"), str):
+        if (
+            (self.records or self.observe_latency)
+            and header(record, "received_at") is None
+            and isinstance(body.get("received_at"), str)
+        ):
             # Receipt time travels with everything this event causes (latency metrics).
             record.headers = [*record.headers, ("received_at", body["received_at"].encode())]
         lead_id = body.pop("lead_id", None)  # decided here, never taken from a public topic
@@ -310,6 +315,10 @@ class Pipeline:
             return
         if found.pulls:
             self._start_merge(record, body, found, emit)
+            return
+        if not found.local_visitors and found.conflict_with is None:
+            self._score(record, p, lead_id, event or Event.from_dict(body), emit)
+            emit.done.append(record)
             return
         visitors = [self._hand_over(p, visitor, lead_id) for visitor in found.local_visitors]
         conflicts = [found.conflict_with] if found.conflict_with else []
@@ -572,6 +581,19 @@ class Pipeline:
             observe_since(header(record, "received_at"), metrics.EVENT_TO_SCORE)
         # Stored even when nothing changed: after a SIGKILL the local RocksDB can be ahead of
         # the changelog; writing the state again re-sends its changelog record.
+        self._keep(p, state, emit)
+        self._fire_ticks(record, state.clock, emit)
+
+    def _score(self, record: Record, p: int, lead_id: str, event: Event, emit: Emit) -> None:
+        """`_apply` of an event that joins no visitor and meets no conflict (most events): the
+        same steps without the ones that cannot apply."""
+        state = self.states.get(p, lead_id) or new_state(lead_id)
+        outcome = apply(state, event, self.model, offset=record.position, explain=self.records)
+        self._collect(record, outcome, emit)
+        if self.records:
+            (APPLIED if outcome.applied else DUPLICATE).inc()
+        if outcome.applied and self.observe_latency:
+            observe_since(header(record, "received_at"), metrics.EVENT_TO_SCORE)
         self._keep(p, state, emit)
         self._fire_ticks(record, state.clock, emit)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,9 +25,9 @@ from stream.worker.cloudevent import binary_headers, event_id
 log = logging.getLogger("leadstream.worker")
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
-    """One consumed Kafka record, as Faust gives it to an agent."""
+    """One consumed Kafka record, as the consume loop (or Faust) hands it over."""
 
     topic: str
     partition: int
@@ -57,19 +57,43 @@ def channel_source(topic: str, partition: int) -> int:
     return (zlib.crc32(topic.encode()) + 1) * 100_000 + partition
 
 
-@dataclass
+@dataclass(init=False)
 class Emit:
-    """What records produced, in order, and which of them are finished."""
+    """What records produced, in order, and which of them are finished.
+
+    Its `__init__` is written out: one is made per record, and eight `default_factory` calls
+    cost more than the lists.
+    """
 
     # (key, body, headers, partition): bodies are serialised when produced
-    by_lead: list[tuple[bytes, dict[str, Any], Headers, int]] = field(default_factory=list)
-    handoffs: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
-    transitions: list[Transition] = field(default_factory=list)  # the handoffs, as values
-    ledger: list[tuple[bytes, bytes]] = field(default_factory=list)
-    deadletters: list[tuple[bytes | None, bytes, Headers]] = field(default_factory=list)
-    accounts: list[tuple[bytes, bytes]] = field(default_factory=list)  # contact updates
-    account_events: list[tuple[bytes, bytes, Headers]] = field(default_factory=list)
-    done: list[Record] = field(default_factory=list)  # input records finished (to acknowledge)
+    by_lead: list[tuple[bytes, dict[str, Any], Headers, int]]
+    handoffs: list[tuple[bytes, bytes, Headers]]
+    transitions: list[Transition]  # the handoffs, as values
+    ledger: list[tuple[bytes, bytes]]
+    deadletters: list[tuple[bytes | None, bytes, Headers]]
+    accounts: list[tuple[bytes, bytes]]  # contact updates
+    account_events: list[tuple[bytes, bytes, Headers]]
+    done: list[Record]  # input records finished (to acknowledge)
+
+    def __init__(
+        self,
+        by_lead: list[tuple[bytes, dict[str, Any], Headers, int]] | None = None,
+        handoffs: list[tuple[bytes, bytes, Headers]] | None = None,
+        transitions: list[Transition] | None = None,
+        ledger: list[tuple[bytes, bytes]] | None = None,
+        deadletters: list[tuple[bytes | None, bytes, Headers]] | None = None,
+        accounts: list[tuple[bytes, bytes]] | None = None,
+        account_events: list[tuple[bytes, bytes, Headers]] | None = None,
+        done: list[Record] | None = None,
+    ) -> None:
+        self.by_lead = [] if by_lead is None else by_lead
+        self.handoffs = [] if handoffs is None else handoffs
+        self.transitions = [] if transitions is None else transitions
+        self.ledger = [] if ledger is None else ledger
+        self.deadletters = [] if deadletters is None else deadletters
+        self.accounts = [] if accounts is None else accounts
+        self.account_events = [] if account_events is None else account_events
+        self.done = [] if done is None else done
 
     def extend(self, other: Emit) -> None:
         """Append another step's emit, keeping each list's order."""

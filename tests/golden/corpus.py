@@ -113,7 +113,8 @@ def replay_output(lines: Iterable[str], until: str | None = None) -> bytes:
 def state_content(state: LeadState) -> dict[str, Any]:
     """A lead state by content: what every codec version must keep (dict orders aside)."""
     fields = dataclasses.asdict(state)
-    fields.pop("seen_floor", None)  # not stored: a bound kept while the state is in memory
+    for kept in ("seen_floor", "seen_runs", "company"):  # not stored: what a state keeps in memory
+        fields.pop(kept, None)
     fields["seen"] = sorted(fields["seen"].items())
     fields["keys"] = {k: sorted(v) for k, v in sorted(fields["keys"].items())}
     fields["watermarks"] = sorted(fields["watermarks"].items())
