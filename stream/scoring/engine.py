@@ -7,27 +7,25 @@ writes the changelog.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from stream.scoring import stages
-from stream.scoring.decay import accumulate, decayed
+from stream.scoring.decay import decayed
 from stream.scoring.events import IDENTIFY, MANUAL_OVERRIDE, US_PER_DAY, Event, t_to_us, us_to_t
 from stream.scoring.explain import LedgerEntry, Transition
 from stream.scoring.fit import fit_score, grade
-from stream.scoring.journey import is_early_pricing, note_scored, streak_due
+from stream.scoring.journey import is_early_pricing, streak_due
 from stream.scoring.model import US_PER_MINUTE, Model, TypeRule
-from stream.scoring.rules import dedupe_value, freq_capped, is_duplicate
+from stream.scoring.rules import dedupe_value, freq_capped
 from stream.scoring.state import (
     LeadState,
-    add_time,
     digest,
     prune,
     remember_all,
-    remember_digest,
     remember_id,
-    remember_key,
     seen_before,
 )
 
@@ -74,23 +72,63 @@ def _entry(
 ) -> str | None:
     """Steps 1–4 of section 4 for one event of a catalogue type; its ledger entry goes to
     `out` when `explain` (replay and the reports read no ledger). Returns the suppression."""
+    # `is_duplicate`, `remember_key`, `accumulate`, `add_time` and `note_scored` written out
+    # (the same steps, one digest of the key): this runs for every scored event.
+    name = rule.name
     suppressed: str | None = None
-    if is_duplicate(state, rule, key):
-        suppressed = "dedupe"
-    elif freq_capped(state, rule, t_us, model):
-        suppressed = "freq_cap"
     if key is not None:
-        remember_key(state, rule.name, key, model)
+        value = digest(key)
+        keys = state.keys.setdefault(name, {})
+        if value in keys:
+            suppressed = "dedupe"
+            del keys[value]  # remembered again as the newest
+        keys[value] = None
+        while len(keys) > model.keys_per_type:
+            del keys[next(iter(keys))]
+    if suppressed is None and rule.freq is not None and freq_capped(state, rule, t_us, model):
+        suppressed = "freq_cap"
     base = float(rule.points)
     tags: tuple[str, ...] = ()
     if suppressed is None:
         j = model.journey
-        if rule.name == j.early_type and is_early_pricing(state, t_us, model):
+        if name == j.early_type and is_early_pricing(state, t_us, model):
             base *= j.early_multiplier
             tags = (j.early_tag,)
-        state.acc[rule.name] = accumulate(state.acc.get(rule.name), base, t_us, rule.half_life)
-        add_time(state, rule.name, t_us, model)
-        note_scored(state, rule, t_us, tags, model)
+        acc = state.acc.get(name)
+        half_life = rule.half_life
+        if acc is None:
+            state.acc[name] = [base, t_us]
+        else:
+            ref = int(acc[1])
+            if t_us >= ref:
+                dt = t_us - ref
+                decay = (
+                    1.0 if half_life is None or dt == 0 else 0.5 ** (dt / US_PER_DAY / half_life)
+                )
+                state.acc[name] = [acc[0] * decay + base, t_us]
+            else:
+                dt = ref - t_us
+                decay = (
+                    1.0 if half_life is None or dt == 0 else 0.5 ** (dt / US_PER_DAY / half_life)
+                )
+                state.acc[name] = [acc[0] + base * decay, ref]
+        if rule.horizon_us:
+            times = state.times.get(name)
+            if times is None:
+                state.times[name] = [t_us]
+            elif not times or times[-1] <= t_us:
+                times.append(t_us)
+            else:
+                bisect.insort(times, t_us)
+        group = rule.group
+        if group in j.early_prior_groups and state.prior < j.early_min_prior:
+            state.prior += 1
+        if (
+            group in j.mofu_groups
+            and j.mofu_exclude_tag not in tags
+            and (state.mofu_last is None or t_us > state.mofu_last)
+        ):
+            state.mofu_last = t_us
     if explain:
         out.ledger.append(
             LedgerEntry(
@@ -207,7 +245,14 @@ def apply(
         clock = state.clock
     if clock is None or t_us > clock:
         state.clock = clock = t_us
-    remember_digest(state, event_digest, model)
+    seen = state.seen  # `remember_digest` of an id not seen before, written out
+    day = seen[event_digest] = clock // US_PER_DAY
+    if len(seen) == 1 or (state.seen_floor is not None and day < state.seen_floor):
+        state.seen_floor = day
+    if len(seen) > model.seen_max:
+        while len(seen) > model.seen_max:
+            del seen[next(iter(seen))]
+        state.seen_runs = None
     if state.last_event is None or t_us > state.last_event:
         state.last_event = t_us
     state.model_version = model.ref

@@ -156,7 +156,8 @@ def replay_lines(
     end_t = us_to_t(end_us)
     final: list[tuple[float, int, Transition]] = []
     for index, state in enumerate(leads.values()):
-        final.extend((tr.at, index, tr) for tr in tick(state, end_t, model).transitions)
+        if state.next_tick is not None or state.sla_due is not None:  # else no timer to fire
+            final.extend((tr.at, index, tr) for tr in tick(state, end_t, model).transitions)
     final.sort(key=lambda item: (item[0], item[1]))
     for _, _, transition in final:
         yield transition.to_dict()

@@ -327,7 +327,7 @@ def remember_digest(state: LeadState, value: int, model: Model, at_us: int | Non
     if seen.pop(value, None) is not None:
         state.seen_runs = None  # moved to the end: the kept runs no longer match
     day = seen[value] = 0 if clock is None else clock // US_PER_DAY
-    if state.seen_floor is not None and day < state.seen_floor:
+    if len(seen) == 1 or (state.seen_floor is not None and day < state.seen_floor):
         state.seen_floor = day
     while len(seen) > model.seen_max:
         del seen[next(iter(seen))]
