@@ -129,8 +129,10 @@ class Settings:
     worker_order_wait_ms: float = _doc(
         "Longest a record waits for another input topic of its partition that is behind, so "
         "that one person's events across topics apply in the order the collector accepted "
-        "them (docs/worker.md); after it the record goes anyway, counted.",
-        default=500.0,
+        "them (docs/worker.md); after it the record goes anyway, counted. A bound for an "
+        "input that is stuck, not a latency knob: a caught-up input releases at once, and "
+        "on a busy machine a start-up backlog keeps an input behind for seconds.",
+        default=10_000.0,
     )
     worker_merge_timeout_seconds: float = _doc(
         "Longest a lead's events wait behind an identify whose visitor history comes from "
