@@ -268,9 +268,11 @@ class Settings:
     snapshot_marks: bool = _doc(
         "The lead API answers 503 (reason snapshots_lost), not 404, for a lead or account it "
         "cannot find while Redis lacks the worker's mark of some partition: Redis lost its "
-        "data and the worker has not written every snapshot back yet (deploy/README.md, "
-        "Redis). Needs a worker that writes the marks (stream/store/marks.py); off until then.",
-        default=False,
+        "data (or no worker has written to it yet) and the workers have not written every "
+        "snapshot back yet; each worker checks its partitions' marks at every snapshot flush "
+        "and writes back what Redis lost (stream/store/marks.py). Same value for the "
+        "collector and the workers.",
+        default=True,
     )
     cors_origins: str = _doc(
         "Origins whose browsers may post to the ingest routes, comma separated "

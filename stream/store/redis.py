@@ -45,7 +45,20 @@ class LeadStore:
         ledgers: Mapping[str, Sequence[Mapping[str, Any] | bytes]] | None = None,
         moved: Container[str] | None = None,
     ) -> None:
-        """One pipelined round trip for a batch of leads (the worker flushes every ~200 ms).
+        """One pipelined round trip for a batch of leads (see `flush`)."""
+        await self.flush(snapshots, ledgers, moved)
+
+    async def flush(
+        self,
+        snapshots: Iterable[Mapping[str, Any]],
+        ledgers: Mapping[str, Sequence[Mapping[str, Any] | bytes]] | None = None,
+        moved: Container[str] | None = None,
+        accounts: Iterable[Mapping[str, Any]] = (),
+        read: Sequence[str] = (),
+    ) -> list[Any]:
+        """Leads, their ledger entries and account rollups written in one pipelined round
+        trip (the worker flushes every ~200 ms); the values of the keys `read` are read in
+        the same round trip, after the writes (the worker's snapshot marks), and returned.
 
         `moved` names the leads whose stage may have changed since their last write (None:
         any of them): only those are taken out of the other stages' rankings, which would
@@ -53,22 +66,31 @@ class LeadStore:
         a stage change and its write) is dropped when `by_stage` meets it.
         """
         pipe = self.client.pipeline(transaction=False)
+        lead_key, stage_key = self.prefix + "lead:", self.prefix + "stage:"
+        dumps = orjson.dumps
         for snap in snapshots:
             lead_id = str(snap["lead_id"])
-            pipe.set(self.key("lead", lead_id), orjson.dumps(snap))
+            pipe.set(lead_key + lead_id, dumps(snap))
             stage = str(snap.get("stage", ""))
             if moved is None or lead_id in moved:
                 for other in STAGES:
                     if other != stage:
-                        pipe.zrem(self.key("stage", other), lead_id)
+                        pipe.zrem(stage_key + other, lead_id)
             if stage in STAGES:
-                pipe.zadd(self.key("stage", stage), {lead_id: float(snap.get("engagement") or 0)})
+                pipe.zadd(stage_key + stage, {lead_id: float(snap.get("engagement") or 0)})
         for lead_id, entries in (ledgers or {}).items():
             if entries:
                 key = self.key("ledger", lead_id)
-                pipe.lpush(key, *(e if isinstance(e, bytes) else orjson.dumps(e) for e in entries))
+                pipe.lpush(key, *(e if isinstance(e, bytes) else dumps(e) for e in entries))
                 pipe.ltrim(key, 0, LEDGER_CAP - 1)
-        await pipe.execute()
+        for snap in accounts:
+            pipe.set(self.key("account", str(snap["account_id"])), dumps(snap))
+        if read:
+            pipe.mget(list(read))
+        if len(pipe) == 0:
+            return []
+        results = await pipe.execute()
+        return list(results[-1]) if read else []
 
     async def write_missing(self, snapshots: Sequence[Mapping[str, Any]]) -> int:
         """Write the snapshots Redis has none of, with their stage ranking; returns how many.
@@ -110,16 +132,31 @@ class LeadStore:
     async def absorb(self, visitor_id: str, lead_id: str) -> None:
         """An identified visitor: its ledger joins the lead's (as older entries), its own
         snapshot and stage entries go. Idempotent: a repeat finds nothing left to move."""
-        source = self.key("ledger", visitor_id)
-        entries = await self.client.lrange(source, 0, LEDGER_CAP - 1)
+        await self.absorb_all([(visitor_id, lead_id)])
+
+    async def absorb_all(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """`absorb` for many (visitor, lead) pairs, in order, in two round trips: the
+        visitors' ledgers are read, then moved in one transaction."""
+        if not pairs:
+            return
+        targets = {lead_id for _visitor_id, lead_id in pairs}
+        if any(visitor_id in targets for visitor_id, _lead_id in pairs):
+            for visitor_id, lead_id in pairs:  # a chain: each move must see the one before
+                await self.absorb_all([(visitor_id, lead_id)])
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for visitor_id, _lead_id in pairs:
+            pipe.lrange(self.key("ledger", visitor_id), 0, LEDGER_CAP - 1)
+        found = await pipe.execute()
         pipe = self.client.pipeline(transaction=True)
-        if entries:
-            target = self.key("ledger", lead_id)
-            pipe.rpush(target, *entries)
-            pipe.ltrim(target, 0, LEDGER_CAP - 1)
-        pipe.delete(source, self.key("lead", visitor_id))
-        for stage in STAGES:
-            pipe.zrem(self.key("stage", stage), visitor_id)
+        for (visitor_id, lead_id), entries in zip(pairs, found, strict=True):
+            if entries:
+                target = self.key("ledger", lead_id)
+                pipe.rpush(target, *entries)
+                pipe.ltrim(target, 0, LEDGER_CAP - 1)
+            pipe.delete(self.key("ledger", visitor_id), self.key("lead", visitor_id))
+            for stage in STAGES:
+                pipe.zrem(self.key("stage", stage), visitor_id)
         await pipe.execute()
 
     async def get(self, lead_id: str) -> dict[str, Any] | None:

@@ -40,7 +40,7 @@ from stream.worker.offsets import seed_group_offsets, starting_offsets, worker_g
 from stream.worker.order import CoPartitionMerge
 from stream.worker.pipeline import Pipeline, Tables, observe_since
 from stream.worker.processor import AccountStep, Emit, Record, channel_source, header
-from stream.worker.snapshots import RedisFlusher, flush_forever
+from stream.worker.snapshots import FaustHeld, RedisFlusher, flush_forever
 from stream.worker.staging import StagedMapping
 from stream.worker.stopping import bounded_stop
 from stream.worker.stores import TABLES, changelog_topic
@@ -142,7 +142,8 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         on_state=lambda lead_id, state: flusher.mark(lead_id, state),
         observe_latency=True,
     )
-    flusher = RedisFlusher(settings, pipeline)
+    held = FaustHeld(app, states, account_table, topics.channel_topics, pipeline)
+    flusher = RedisFlusher(settings, pipeline, held)
     inputs_in_order = [*topics.channel_topics, topics.by_lead]
     order: CoPartitionMerge[Record] = CoPartitionMerge(
         inputs_in_order, settings.worker_order_wait_ms / 1000.0

@@ -29,6 +29,7 @@ from stream.lag import export_lag_forever
 from stream.scoring import AccountState, Model, load_model
 from stream.scoring.identity import Identity, secret_or_dev
 from stream.settings import Settings
+from stream.store.marks import Holding
 from stream.topics import Topics, partition_for
 from stream.worker.assignor import CoPartitionAssignor
 from stream.worker.checkpoint import TP, Checkpoint, Staged
@@ -38,7 +39,7 @@ from stream.worker.offsets import worker_group
 from stream.worker.outputs import MAX_BATCH_BYTES, BatchProducer
 from stream.worker.pipeline import Pipeline, Tables
 from stream.worker.restore import restore
-from stream.worker.snapshots import RedisFlusher, flush_forever
+from stream.worker.snapshots import RedisFlusher, StoreHeld, flush_forever
 from stream.worker.staging import StagedMapping
 from stream.worker.stopping import bounded_stop
 from stream.worker.stores import TABLES, DueView, Stores, changelog_topic, raw_view, text_view
@@ -147,7 +148,8 @@ class BatchWorker:
             merge_timeout=settings.worker_merge_timeout_seconds,
             observe_latency=True,
         )
-        flusher = self.flusher = RedisFlusher(settings, pipeline)
+        held = StoreHeld(stores, self._holding, pipeline)
+        flusher = self.flusher = RedisFlusher(settings, pipeline, held)
         staged_accounts: dict[int, dict[str, AccountState]] = {}
 
         def take_staged() -> Staged:
@@ -209,6 +211,13 @@ class BatchWorker:
             ),
         ]
         install_task_dump(lambda: [], self.describe)
+
+    def _holding(self) -> Holding | None:
+        """The partitions whose stores are restored, for the snapshot guard."""
+        loop = self.loop
+        if loop is None or loop.rebalancing or loop.restoring:
+            return None
+        return Holding(loop.generation, frozenset(loop.owned))
 
     async def _count_leads(self) -> None:
         while True:

@@ -20,6 +20,8 @@ from stream.collector.app import run
 from stream.dev.credentials import token_with_scope
 from stream.errors import SettingsError
 from stream.settings import Settings
+from stream.store.marks import SnapshotMarks
+from stream.store.redis import LeadStore
 from tests.collector.serving import start_collector
 
 pytestmark = pytest.mark.integration
@@ -43,6 +45,16 @@ async def serving(settings: Settings) -> AsyncIterator[Settings]:
     finally:
         os.kill(os.getpid(), signal.SIGTERM)  # run() installed its handler: it stops cleanly
         await asyncio.wait_for(task, timeout=20)
+
+
+async def marked_by_a_worker(settings: Settings) -> None:
+    """The snapshot marks a worker sets once Redis holds all its leads (stream/store/marks.py)."""
+    store = LeadStore.from_url(settings.redis_url, settings.redis_prefix)
+    try:
+        for partition in range(settings.partitions):
+            await SnapshotMarks(store, settings.partitions).mark(partition, 0)
+    finally:
+        await store.close()
 
 
 async def get(url: str, token: str | None = None, method: str = "GET") -> tuple[int, Any]:
@@ -69,6 +81,7 @@ async def test_public_port_serves_no_lead_data_and_no_metrics(serving: Settings)
 
 async def test_internal_listener_needs_a_token_with_a_scope(serving: Settings) -> None:
     internal = f"http://127.0.0.1:{serving.collector_internal_port}"
+    await marked_by_a_worker(serving)  # else "no such lead" is 503: it may be lost
     read, admin = token_with_scope(serving, "read"), token_with_scope(serving, "admin")
     assert (await get(internal + "/v1/leads/u1"))[0] == 401
     assert (await get(internal + "/v1/leads/u1", "not-a-token-of-ours-xxxxxxxx"))[0] == 401

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from stream.dev.credentials import token_with_scope
 from stream.settings import Settings
 from stream.store.api import TokenScopes, add_lead_routes
+from stream.store.marks import SnapshotMarks
 from stream.store.redis import LeadStore
 
 pytestmark = pytest.mark.integration
@@ -81,10 +82,14 @@ async def api(settings: Settings) -> AsyncIterator[TestClient[web.Request, web.A
         yield client
 
 
-async def test_lead_api(api: TestClient[web.Request, web.Application], store: LeadStore) -> None:
+async def test_lead_api(
+    api: TestClient[web.Request, web.Application], store: LeadStore, settings: Settings
+) -> None:
     await store.write([snap("u9", "mql", 50), snap("u8", "mql", 60)], {"u9": [{"n": 1}]})
     resp = await api.get("/v1/leads/u9")
     assert resp.status == 200 and (await resp.json())["stage"] == "mql"
+    for partition in range(settings.partitions):  # as a worker does: Redis holds all its leads
+        await SnapshotMarks(store, settings.partitions).mark(partition, 2)
     resp = await api.get("/v1/leads/missing")
     assert resp.status == 404 and (await resp.json())["lead_id"] == "missing"
     resp = await api.get("/v1/leads/u9/ledger?limit=1")
