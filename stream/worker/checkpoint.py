@@ -236,6 +236,8 @@ class Checkpoint:
                 out.append(Outgoing(t.accounts, key, value, []))
             for key, value, headers in emit.account_events:
                 out.append(Outgoing(t.account_events, key, value, headers))
+            for key, value, headers in emit.shadow:
+                out.append(Outgoing(t.shadow, key, value, headers))
         return out
 
     def _changelog(self, changes: dict[int, Changes]) -> list[Outgoing]:
