@@ -232,7 +232,9 @@ def replay(events: Path, model_path: str | None, until: str | None) -> None:
 
 FROM_TOPIC_HELP = (
     "Read history from this Kafka topic too (repeatable; 'channels' = every channel topic "
-    "with LEADSTREAM_TOPIC_PREFIX), from its beginning to its current end."
+    "with LEADSTREAM_TOPIC_PREFIX), from its beginning to its current end. whatif only: "
+    "'leads.shadow' compares the live model's handoffs with its shadow's transitions "
+    "(LEADSTREAM_SHADOW_MODEL; --candidate names the shadow's model file), no replay."
 )
 
 
