@@ -6,7 +6,9 @@ channels, model event types, reasons, stages, sinks and outcomes, all from close
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -46,36 +48,85 @@ DEAD_LETTERS = Counter(
     "leadstream_dead_letters_total", "Records sent to a dead-letter topic.", ["stage", "reason"]
 )
 
+
+class _Plain:
+    """A metric value without a lock (prometheus_client's `values.MutexValue` takes one per
+    change, ~1 µs): for metrics only the event loop's thread changes."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, *_args: Any, **_kwargs: Any) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float) -> None:
+        self.value += amount
+
+    def set(self, value: float, timestamp: float | None = None) -> None:
+        self.value = value
+
+    def set_exemplar(self, exemplar: Any) -> None:
+        """Exemplars are not kept."""
+
+    def get(self) -> float:
+        return self.value
+
+    def get_exemplar(self) -> None:
+        return None
+
+
+class LoopCounter(Counter):
+    """A Counter changed by one thread only (the worker's event loop, per record): a plain
+    add, no lock and no checks (~0.2 µs instead of ~1–3 µs). Exposed exactly as a Counter."""
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._value: Any = _Plain()
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self._value.value += amount
+
+
+class LoopHistogram(Histogram):
+    """A Histogram observed by one thread only (the worker's event loop, per record): its
+    bucket found by bisection, plain adds (~0.5 µs instead of ~3–6 µs). Exposed exactly as a
+    Histogram."""
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._sum: Any = _Plain()
+        self._buckets: Any = [_Plain() for _ in self._upper_bounds]
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        self._sum.value += amount
+        self._buckets[bisect_left(self._upper_bounds, amount)].value += 1
+
+
 # Worker
-EVENTS_PROCESSED = Counter(
+EVENTS_PROCESSED = LoopCounter(
     "leadstream_worker_events_total", "Events handled by the scoring agent.", ["outcome"]
 )
-PROCESSING_DURATION = Histogram(
+PROCESSING_DURATION = LoopHistogram(
     "leadstream_worker_processing_duration_seconds",
     "Time to apply one event: decode, engine, table write, handoff send.",
     ["agent"],
     buckets=LATENCY_BUCKETS,
 )
-EVENT_TO_SCORE = Histogram(
+EVENT_TO_SCORE = LoopHistogram(
     "leadstream_event_to_score_seconds",
     "From collector receipt to the score being applied.",
     buckets=LATENCY_BUCKETS,
 )
-EVENT_TO_HANDOFF = Histogram(
+EVENT_TO_HANDOFF = LoopHistogram(
     "leadstream_event_to_handoff_seconds",
     "From collector receipt of the triggering event to the handoff record being produced.",
     buckets=LATENCY_BUCKETS,
 )
-TRANSITIONS = Counter(
+TRANSITIONS = LoopCounter(
     "leadstream_stage_transitions_total", "Stage changes.", ["from_stage", "to_stage", "reason"]
 )
-MODEL_TRANSITIONS = Counter(
-    "leadstream_model_transitions_total",
-    "Transitions by model (live, or shadow: LEADSTREAM_SHADOW_MODEL), target stage and route "
-    "(none without one): the live vs shadow row of the dashboard.",
-    ["model", "to_stage", "route"],
-)
-IDENTITY_MERGES = Counter(
+IDENTITY_MERGES = LoopCounter(
     "leadstream_identity_merges_total", "Anonymous histories joined to a known lead.", ["kind"]
 )
 BATCHES_DROPPED = Counter(
@@ -100,7 +151,7 @@ MERGE_TIMEOUTS = Counter(
     "Merges that waited longer than LEADSTREAM_WORKER_MERGE_TIMEOUT_SECONDS: the lead's held "
     "events were applied without the missing history, which joins when it arrives.",
 )
-ORDER_HELD = Counter(
+ORDER_HELD = LoopCounter(
     "leadstream_worker_order_released_total",
     "Input records released by the co-partition merge (stream/worker/order.py), by why they "
     "could go: ready (every other input had a record or was caught up) or timeout.",

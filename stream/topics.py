@@ -63,11 +63,6 @@ class Topics:
         return f"{self.prefix}leads.account_events"
 
     @property
-    def shadow(self) -> str:
-        """A shadow model's transitions (LEADSTREAM_SHADOW_MODEL), keyed by lead id."""
-        return f"{self.prefix}leads.shadow"
-
-    @property
     def deadletter(self) -> str:
         return f"{self.prefix}leads.deadletter"
 
@@ -85,7 +80,6 @@ class Topics:
                 self.ledger,
                 self.accounts,
                 self.account_events,
-                self.shadow,
             ],
             self.partitions,
         )

@@ -41,6 +41,7 @@ from stream.worker.stores import Changes, changelog_topic, encode
 
 log = logging.getLogger("leadstream.worker")
 TP = tuple[str, int]  # (topic, partition); aiokafka's TopicPartition is such a tuple
+NO_HEADERS: list[tuple[str, bytes]] = []  # shared by every output without headers: never changed
 
 
 class Producer(Protocol):
@@ -83,6 +84,15 @@ class Positions:
         self.open.setdefault(tp, set()).add(offset)
         if offset >= self.next.get(tp, 0):
             self.next[tp] = offset + 1
+
+    def fetched_all(self, tp: TP, offsets: list[int]) -> None:
+        """`fetched` for a fetch's records of one partition at once (the loop's hot path)."""
+        if not offsets:
+            return
+        self.open.setdefault(tp, set()).update(offsets)
+        last = max(offsets)
+        if last >= self.next.get(tp, 0):
+            self.next[tp] = last + 1
 
     def finished(self, tp: TP, offset: int) -> None:
         pending = self.open.get(tp)
@@ -221,51 +231,72 @@ class Checkpoint:
         self.positions.committed.update(offsets)
 
     def _outputs(self, emits: list[Emit]) -> list[Outgoing]:
+        """Every output of `emits`, in order per kind. Built with `tuple.__new__`: a checkpoint
+        makes one per output (several per record), and a NamedTuple's own `__new__` costs
+        twice as much."""
         t = self.topics
+        handoff, by_lead, deadletter = t.handoff, t.by_lead, t.deadletter
+        ledger, accounts, account_events = t.ledger, t.accounts, t.account_events
+        new, dumps = tuple.__new__, orjson.dumps
         out: list[Outgoing] = []
+        add = out.append
         for emit in emits:
             for key, value, headers in emit.handoffs:
-                out.append(Outgoing(t.handoff, key, value, headers))
+                add(new(Outgoing, (handoff, key, value, headers, None)))
             for key, body, headers, home in emit.by_lead:
-                out.append(Outgoing(t.by_lead, key, orjson.dumps(body), headers, home))
+                add(new(Outgoing, (by_lead, key, dumps(body), headers, home)))
             for dl_key, dl_value, dl_headers in emit.deadletters:
-                out.append(Outgoing(t.deadletter, dl_key, dl_value, dl_headers))
+                add(new(Outgoing, (deadletter, dl_key, dl_value, dl_headers, None)))
             for key, value in emit.ledger:
-                out.append(Outgoing(t.ledger, key, value, []))
+                add(new(Outgoing, (ledger, key, value, NO_HEADERS, None)))
             for key, value in emit.accounts:
-                out.append(Outgoing(t.accounts, key, value, []))
+                add(new(Outgoing, (accounts, key, value, NO_HEADERS, None)))
             for key, value, headers in emit.account_events:
-                out.append(Outgoing(t.account_events, key, value, headers))
-            for key, value, headers in emit.shadow:
-                out.append(Outgoing(t.shadow, key, value, headers))
+                add(new(Outgoing, (account_events, key, value, headers, None)))
         return out
 
     def _changelog(self, changes: dict[int, Changes]) -> list[Outgoing]:
-        prefix = self.topics.prefix
-        return [
-            Outgoing(changelog_topic(prefix, table), key, value, [], partition)
-            for partition, tables in changes.items()
-            for table, writes in tables.items()
-            for key, value in writes.items()
-        ]
+        prefix, new = self.topics.prefix, tuple.__new__
+        out: list[Outgoing] = []
+        for partition, tables in changes.items():
+            for table, writes in tables.items():
+                topic = changelog_topic(prefix, table)
+                out += [
+                    new(Outgoing, (topic, key, value, NO_HEADERS, partition))
+                    for key, value in writes.items()
+                ]
+        return out
 
 
 def changed_tables(staged: Staged) -> dict[int, Changes]:
     """Each partition's table writes as the changelog and the store hold them (encoded once)."""
     out: dict[int, Changes] = {}
 
-    def put(partition: int, table: str, key: bytes, value: bytes | None) -> None:
-        out.setdefault(partition, {}).setdefault(table, {})[key] = value
+    def table(partition: int, name: str) -> dict[bytes, bytes | None]:
+        tables = out.get(partition)
+        if tables is None:
+            tables = out[partition] = {}
+        writes = tables.get(name)
+        if writes is None:
+            writes = tables[name] = {}
+        return writes
 
     landing = staged.landing
+    states: dict[int, dict[bytes, bytes | None]] = {}
     for (partition, lead_id), state in landing.states.items():
-        put(partition, "lead_state", lead_id.encode(), None if state is None else state.encode())
-    for table, writes in (("aliases", landing.aliases), ("merges", landing.merges)):
-        for (partition, key), value in writes.items():
-            put(partition, table, *encode(table, key, value))
+        writes = states.get(partition)
+        if writes is None:
+            writes = states[partition] = table(partition, "lead_state")
+        writes[lead_id.encode()] = None if state is None else state.encode()
+    for name, pending in (("aliases", landing.aliases), ("merges", landing.merges)):
+        for (partition, key), value in pending.items():
+            k, v = encode(name, key, value)
+            table(partition, name)[k] = v
     for key, value in staged.due.items():
-        put(int(key.split(":", 1)[0]), "tick_due", *encode("tick_due", key, value))
+        k, v = encode("tick_due", key, value)
+        table(int(key.split(":", 1)[0]), "tick_due")[k] = v
     for partition, accounts in staged.accounts.items():
+        writes = table(partition, "accounts")
         for account_id, account in accounts.items():
-            put(partition, "accounts", account_id.encode(), account.encode())
+            writes[account_id.encode()] = account.encode()
     return out

@@ -168,8 +168,8 @@ class ConsumeLoop:
         if topic == self.topics.accounts:
             step = self.accounts[partition]
             staged = self.staged_accounts.setdefault(partition, {})
+            positions.fetched_all(tp, [r.offset for r in records])
             for r in records:
-                positions.fetched(tp, r.offset)
                 record = _record(r, None, 0)
                 emit, account = step.process(record)
                 if account is not None:
@@ -180,10 +180,19 @@ class ConsumeLoop:
         polled = self.consumer.last_poll_timestamp(tp) or 0
         source = None if topic == self.topics.by_lead else channel_source(topic, partition)
         order = self.order
+        positions.fetched_all(tp, [r.offset for r in records])
         for r in records:
-            positions.fetched(tp, r.offset)
-            record = _record(r, source, polled)
-            stamp = _accepted_at(record)
+            record = Record(
+                r.topic,
+                partition,
+                r.offset,
+                r.key,
+                r.value or b"",
+                list(r.headers) if r.headers else [],
+                source,
+                fetched_ms=polled,
+            )
+            stamp = _accepted_at(record) if r.headers else None
             if stamp is None:
                 # Not from a collector (tests, the bench, older producers): the record's own
                 # timestamp orders it, and travels on with what it causes, as a collector's

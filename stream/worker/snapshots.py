@@ -1,4 +1,5 @@
-"""Lead and account snapshots in Redis, for the lead API: coalesced, written every 200 ms.
+"""Lead and account snapshots in Redis, for the lead API: coalesced, written every 200 ms
+(up to every 2 s while flushes are slow: a draining worker).
 
 Both input paths feed it: the per-record path as it processes, the batch path after each
 checkpoint's commit (a snapshot never shows a score the worker could still lose). With
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
@@ -24,11 +26,12 @@ from stream.store.marks import Held, Holding, SnapshotGuard
 from stream.store.redis import LeadStore
 from stream.worker.pipeline import Pipeline
 from stream.worker.processor import Emit
-from stream.worker.shadow import SHADOW_BYTES, is_shadow
 from stream.worker.stores import Stores
 
 log = logging.getLogger("leadstream.worker")
 FLUSH_SECONDS = 0.2
+FLUSH_MAX_SECONDS = 2.0  # the longest a snapshot waits for its flush under load
+FLUSH_SHARE = 0.2  # of the time, at most, spent flushing (the wait grows with the flush)
 READ_CHUNK = 500  # store rows read per RocksDB iterator while restoring (none kept across awaits)
 
 
@@ -48,8 +51,7 @@ class RedisFlusher:
         self.guard: SnapshotGuard | None = None
 
     def mark(self, lead_id: str, state: LeadState) -> None:
-        if not is_shadow(lead_id):  # a shadow model's state is never a lead's snapshot
-            self.dirty[lead_id] = state
+        self.dirty[lead_id] = state
 
     def mark_account(self, account: AccountState) -> None:
         self.dirty_accounts[account.account_id] = account
@@ -132,13 +134,22 @@ def account_snapshot(account: AccountState, model: Model) -> dict[str, Any]:
     }
 
 
-async def flush_forever(flusher: RedisFlusher, interval: float = FLUSH_SECONDS) -> None:
-    """Flush, then wait `interval`: a slow flush (Redis busy, thousands of dirty leads) delays
-    the next one instead of overlapping it (a Faust timer logged "Timer flush_redis is
-    overlapping" for every flush that took longer than its interval)."""
+async def flush_forever(
+    flusher: RedisFlusher,
+    interval: float = FLUSH_SECONDS,
+    most: float = FLUSH_MAX_SECONDS,
+) -> None:
+    """Flush, then wait: `interval`, or longer when flushes take long (Redis busy, thousands
+    of dirty leads while the worker drains a backlog): at most about FLUSH_SHARE of the time
+    goes to flushing, and the longer wait coalesces more writes of the same leads. A slow
+    flush delays the next one instead of overlapping it (a Faust timer logged "Timer
+    flush_redis is overlapping" for every flush that took longer than its interval)."""
+    wait = interval
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(wait)
+        started = time.monotonic()
         await flusher.flush()
+        wait = min(most, max(interval, (time.monotonic() - started) / FLUSH_SHARE))
 
 
 class StoreHeld:
@@ -159,9 +170,8 @@ class StoreHeld:
     def leads(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
         snapshot, decode = self.scoring.snapshot, LeadState.decode
         for partition in sorted(partitions):
-            for key, value in self._rows(partition, "lead_state"):
-                if not key.startswith(SHADOW_BYTES):
-                    yield snapshot(decode(value))
+            for _key, value in self._rows(partition, "lead_state"):
+                yield snapshot(decode(value))
 
     def accounts(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
         model = self.scoring.model
@@ -211,9 +221,8 @@ class FaustHeld:
 
     def leads(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
         snapshot, decode = self.scoring.snapshot, LeadState.decode
-        for key, value in self.states.items():
-            if not key.startswith(SHADOW_BYTES):
-                yield snapshot(decode(value))
+        for _key, value in self.states.items():
+            yield snapshot(decode(value))
 
     def accounts(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
         model = self.scoring.model

@@ -13,7 +13,7 @@ from stream.dev.credentials import token_with_scope
 from stream.settings import Settings
 from stream.store.api import TokenScopes, add_lead_routes
 from stream.store.marks import SnapshotMarks
-from stream.store.redis import LeadStore
+from stream.store.redis import FLUSH_CHUNK, LeadStore
 
 pytestmark = pytest.mark.integration
 
@@ -139,3 +139,28 @@ def test_token_scopes_compare_every_token() -> None:
     assert scopes.scope("Bearer " + "a" * 29) is None
     assert scopes.scope("Bearer " + "a" * 30 + "x") is None
     assert scopes.scope("") is None
+
+
+async def test_a_large_flush_writes_every_lead_ledger_and_account_and_reads_after(
+    store: LeadStore, redis_client: aioredis.Redis
+) -> None:
+    """More leads than one script call takes, a ledger longer than one LPUSH, accounts, and
+    keys read in the same round trip: all as separate commands would have done."""
+    leads = [snap(f"u{n}", "mql" if n % 2 else "lead", n) for n in range(FLUSH_CHUNK * 2 + 7)]
+    leads.append({"lead_id": "odd", "stage": "no-such-stage", "engagement": None})
+    entries = [{"n": n} for n in range(2_500)]
+    await redis_client.set(store.key("snapshots", "0"), b"marked")
+    read = [store.key("snapshots", "0"), store.key("snapshots", "1")]
+    found = await store.flush(
+        leads, {"u3": entries}, set(), [{"account_id": "acme", "mqa": True}], read=read
+    )
+    assert found == [b"marked", None]
+    assert (await store.get("u1006")) == leads[1006]
+    assert (await store.get("odd")) == leads[-1]
+    assert await redis_client.zcard(store.key("stage", "mql")) == (FLUSH_CHUNK * 2 + 7) // 2
+    assert await redis_client.zscore(store.key("stage", "lead"), "u1000") == 1000
+    ledger = await store.ledger("u3", 0, 500)
+    assert len(ledger) == 500 and ledger[0] == {"n": 2_499} and ledger[-1] == {"n": 2_000}
+    assert await redis_client.llen(store.key("ledger", "u3")) == 500
+    assert await store.account("acme") == {"account_id": "acme", "mqa": True}
+    assert await store.flush([], read=read) == [b"marked", None]  # a read alone
