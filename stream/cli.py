@@ -232,7 +232,9 @@ def replay(events: Path, model_path: str | None, until: str | None) -> None:
 
 FROM_TOPIC_HELP = (
     "Read history from this Kafka topic too (repeatable; 'channels' = every channel topic "
-    "with LEADSTREAM_TOPIC_PREFIX), from its beginning to its current end."
+    "with LEADSTREAM_TOPIC_PREFIX), from its beginning to its current end. whatif only: "
+    "'leads.shadow' compares the live model's handoffs with its shadow's transitions "
+    "(LEADSTREAM_SHADOW_MODEL; --candidate names the shadow's model file), no replay."
 )
 
 
@@ -477,6 +479,112 @@ def review(
         f"{'n/a' if accepted is None else f'{accepted:.0%}'}; suggested thresholds "
         f"({s['options']['objective']}): {', '.join(parts) or 'none'}; "
         f"{result.seconds:.1f}s; report {out}"
+    )
+
+
+LEARN_EXIT_CODES = (
+    "Exit codes: 0 the candidate and the report are written; 2 nothing written: a bad history "
+    "(its bad lines named), model or option, too few outcomes (the numbers found and needed), "
+    "scikit-learn missing; 3 an internal error (a bug: please report it)."
+)
+
+
+@main.command(epilog=LEARN_EXIT_CODES)
+@history_options
+@click.option(
+    "--outcome",
+    type=click.Choice(["accepted", "sql", "won"]),
+    required=True,
+    help="What a good lead did: accepted by sales, became an SQL, or was won.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    help="The model to start from (default LEADSTREAM_MODEL_PATH, else the packaged model).",
+)
+@click.option(
+    "--candidate",
+    "candidate_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="candidate.yaml",
+    show_default=True,
+    help="Where the learned model file is written.",
+)
+@report_outputs("learn.html")
+@click.option(
+    "--whatif-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="learn-whatif.html",
+    show_default=True,
+    help="The what-if report of the current model against the candidate.",
+)
+@click.option(
+    "--bootstrap",
+    "resamples",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Resamples for the intervals of the weights.",
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Seed (same input, same model)."
+)
+@click.option("--jobs", type=int, help=JOBS_HELP)
+def learn(
+    events: tuple[str, ...],
+    topics: tuple[str, ...],
+    outcome: str,
+    model_path: str | None,
+    candidate_out: Path,
+    out: Path,
+    json_out: Path | None,
+    whatif_out: Path,
+    resamples: int,
+    seed: int,
+    jobs: int | None,
+    skip_bad_lines: bool,
+) -> None:
+    """Learn a candidate model from sales outcomes in history (EVENTS.jsonl files, - for stdin).
+
+    Points per event type and fit points are fitted to the outcome by a regularised logistic
+    regression, evaluated on the newer 30 % of the history, written as a model file with a
+    report and the what-if of the current model against it. Needs the `learn` extra
+    (scikit-learn).
+    """
+    from stream.learn.command import run_learn
+
+    settings = _report("learn", _settings)
+    model_path = model_path or settings.model_path or None
+    result = _report(
+        "learn",
+        lambda: run_learn(
+            model_path,
+            events,
+            outcome,
+            out,
+            candidate_out,
+            json_out,
+            whatif_out,
+            topics=topics,
+            settings=settings,
+            resamples=resamples,
+            seed=seed,
+            jobs=_jobs(jobs),
+            skip_bad_lines=skip_bad_lines,
+        ),
+    )
+    s = result.summary
+    by = {m["role"]: m for m in s["evaluation"]["models"]}
+    changed = [
+        f"{w['name']} {w['before']:g}→{w['after']:g}"
+        for w in s["weights"]["types"] + s["weights"]["fit"]
+        if w["before"] != w["after"]
+    ]
+    click.echo(
+        f"learn: {s['sample']['judged']} leads judged, {s['sample']['positive']} {outcome}; "
+        f"held-out AUC {by['current']['auc']:.3f} → {by['candidate']['auc']:.3f}; "
+        f"candidate {s['candidate']['model']} in {candidate_out} "
+        f"({', '.join(changed) or 'no point changed'}); {result.seconds:.1f}s; report {out}"
     )
 
 

@@ -126,6 +126,12 @@ EVENT_TO_HANDOFF = LoopHistogram(
 TRANSITIONS = LoopCounter(
     "leadstream_stage_transitions_total", "Stage changes.", ["from_stage", "to_stage", "reason"]
 )
+MODEL_TRANSITIONS = Counter(
+    "leadstream_model_transitions_total",
+    "Transitions by model (live, or shadow: LEADSTREAM_SHADOW_MODEL), target stage and route "
+    "(none without one): the live vs shadow row of the dashboard.",
+    ["model", "to_stage", "route"],
+)
 IDENTITY_MERGES = LoopCounter(
     "leadstream_identity_merges_total", "Anonymous histories joined to a known lead.", ["kind"]
 )

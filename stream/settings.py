@@ -96,6 +96,12 @@ class Settings:
     model_path: str = _doc(
         "Scoring model file; empty means the packaged default-b2b model.", default=""
     )
+    shadow_model: str = _doc(
+        "A candidate model file the worker scores beside the live model on every event, "
+        "writing its transitions to leads.shadow only (never a handoff, sink or Redis); "
+        "empty: no shadow. Compare with `leadstream whatif --from-topic leads.shadow`.",
+        default="",
+    )
     rocksdb_block_cache_mib: int = _doc("RocksDB block cache per table partition, MiB.", default=16)
     rocksdb_write_buffer_mib: int = _doc(
         "RocksDB write buffer per table partition, MiB.", default=8
@@ -364,6 +370,8 @@ class Settings:
 
             check_identity_secret(self)
             load_model(self.model_path or None)
+            if self.shadow_model:
+                load_model(self.shadow_model)
         elif process == "notifier":
             from stream.notify.service import Notifier
 

@@ -63,6 +63,11 @@ class Topics:
         return f"{self.prefix}leads.account_events"
 
     @property
+    def shadow(self) -> str:
+        """A shadow model's transitions (LEADSTREAM_SHADOW_MODEL), keyed by lead id."""
+        return f"{self.prefix}leads.shadow"
+
+    @property
     def deadletter(self) -> str:
         return f"{self.prefix}leads.deadletter"
 
@@ -80,6 +85,7 @@ class Topics:
                 self.ledger,
                 self.accounts,
                 self.account_events,
+                self.shadow,
             ],
             self.partitions,
         )

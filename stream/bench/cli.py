@@ -62,6 +62,9 @@ QUICK = (12_000, 5_000, 8.0, 240.0, 3.0, 5.0)
 @click.option("--worker-input", type=click.Choice(WORKER_INPUTS),
               help="The workers' input path (LEADSTREAM_WORKER_INPUT): Faust's per-record "
                    "stream or the batch loop.")  # fmt: skip
+@click.option("--shadow-model", type=click.Path(exists=True, dir_okay=False),
+              help="Score this candidate beside the live model (LEADSTREAM_SHADOW_MODEL) in "
+                   "the pipeline and worker phases: what shadow scoring costs.")  # fmt: skip
 def bench(
     events: int | None,
     leads: int | None,
@@ -72,6 +75,7 @@ def bench(
     redis_url: str | None,
     keep_work: bool,
     worker_input: str | None,
+    shadow_model: str | None,
 ) -> None:
     """Measure B0, P-faust and the worker side by side, the collector's HTTP ingest and the
     event → delivered notification latency; print one report with targets."""
@@ -88,7 +92,9 @@ def bench(
 
         # dev credentials (no defaults any more): the bench runs its own collector and receiver
         base = with_dev_credentials(
-            Settings.from_env(log_level="warning", worker_input=worker_input)
+            Settings.from_env(
+                log_level="warning", worker_input=worker_input, shadow_model=shadow_model
+            )
         )
     except LeadstreamError as exc:
         raise click.ClickException(str(exc)) from None
@@ -131,6 +137,7 @@ def bench(
         "leads": n_leads,
         "partitions": base.partitions,
         "worker_input": base.worker_input,
+        "shadow_model": base.shadow_model or None,
         "errors": {},
     }
     # aiokafka logs a retried NotLeaderForPartition for every partition of a just-created

@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stream.bench import events as ev
-from stream.scoring import default_model
+from stream.scoring import Model, default_model
 from stream.scoring.identity import DEV_IDENTITY_SECRET, Identity
 from stream.scoring.replay import replay_lines
 from stream.topics import CHANNEL_TOPIC, partition_for
 from stream.worker.pipeline import Pipeline, Tables
 from stream.worker.processor import Record, channel_source
+from stream.worker.shadow import shadow_model
 from stream.worker.ticks import TickScheduler
 
 if TYPE_CHECKING:
@@ -62,9 +63,12 @@ def replay(lines: Sequence[bytes]) -> None:
         dumps(item)
 
 
-def worker_style(lines: Sequence[bytes], partitions: int = 4, batch: int = 5000) -> None:
+def worker_style(
+    lines: Sequence[bytes], partitions: int = 4, batch: int = 5000, shadow: Model | None = None
+) -> None:
     """Records keyed as the bench keys them; by-lead records hop at once. The partition of a
-    key is the collector's work, not the pipeline's: it is looked up once per key."""
+    key is the collector's work, not the pipeline's: it is looked up once per key. `shadow`:
+    a shadow model scored beside the live one (`--shadow-model`)."""
     tables: list[tuple[dict[str, str], dict[bytes, bytes], dict[str, str]]] = [
         ({}, {}, {}) for _ in range(partitions)
     ]
@@ -74,6 +78,7 @@ def worker_style(lines: Sequence[bytes], partitions: int = 4, batch: int = 5000)
         Identity(partitions, DEV_IDENTITY_SECRET, partition_for),
         TickScheduler({}),
         BY_LEAD,
+        shadow_model=shadow,
     )
     offsets: dict[tuple[str, int], int] = {}
     homes: dict[bytes, int] = {}
@@ -100,13 +105,15 @@ def worker_style(lines: Sequence[bytes], partitions: int = 4, batch: int = 5000)
     pipeline.write_landing(pipeline.take_landing())
 
 
-def measure(lines: Sequence[bytes], repeats: int = 3) -> dict[str, Any]:
+def measure(
+    lines: Sequence[bytes], repeats: int = 3, shadow: Model | None = None
+) -> dict[str, Any]:
     """Median CPU µs per event of each way, events/s by CPU and by wall time."""
     out: dict[str, Any] = {"events": len(lines), "repeats": repeats}
     ways: tuple[tuple[str, Callable[[Sequence[bytes]], None]], ...] = (
         ("floor", floor),
         ("replay", replay),
-        ("worker_style", worker_style),
+        ("worker_style", functools.partial(worker_style, shadow=shadow)),
     )
     for name, way in ways:
         cpu, wall = zip(*(_cpu(functools.partial(way, lines)) for _ in range(repeats)), strict=True)
@@ -128,4 +135,4 @@ async def pipeline_phase(bench: Bench) -> None:
         lines = bench.file.read_bytes().splitlines()
     else:
         lines = [r.value for r in ev.generate(plan.events, plan.file_leads, plan.seed)]
-    bench.results["pipeline"] = measure(lines)
+    bench.results["pipeline"] = measure(lines, shadow=shadow_model(plan.settings))

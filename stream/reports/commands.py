@@ -199,6 +199,12 @@ def run_whatif(
     if until is not None:
         _until(until)
     started = time.monotonic()
+    from stream.reports.shadow import is_shadow_topic, shadow_runs
+
+    shadow = settings is not None and is_shadow_topic(settings, [*events, *topics])
+    if shadow:  # the live model against its shadow, on the worker's own transitions
+        assert settings is not None
+        topics, events = ["channels"], ()
     history = history if history is not None else load_history(events, topics, settings)
     history, skipped = clean(history, skip_bad_lines)
 
@@ -216,7 +222,13 @@ def run_whatif(
             pool.wait()
         return runs["baseline"], runs["candidate"]
 
-    history, (base_run, cand_run) = _with_refused_lines_out(history, skipped, skip_bad_lines, both)
+    if shadow:
+        assert settings is not None
+        base_run, cand_run = shadow_runs(settings, baseline, candidate, history)
+    else:
+        history, (base_run, cand_run) = _with_refused_lines_out(
+            history, skipped, skip_bad_lines, both
+        )
     _no_events(base_run, until)
     summary = compare(history, base_run, cand_run)
     _skipped(summary, skipped)

@@ -169,18 +169,27 @@ def read_lines(paths: Sequence[str | Path]) -> tuple[list[str], list[str]]:
     return lines, where
 
 
-def simulated_history(leads: int, seed: int, start: datetime = DEMO_START) -> list[str]:
+def simulated_history(
+    leads: int, seed: int, start: datetime = DEMO_START, *, planted_truth: bool = False
+) -> list[str]:
     """The demo's simulated journeys as canonical-event lines, mapped by the collector's code.
 
     Messages are merged by event time and cut into batches per write key as `send` does, so
-    the lines come in the order the collector would have accepted them.
+    the lines come in the order the collector would have accepted them. `planted_truth`:
+    journeys whose sales answers follow a known rule instead (`stream.learn.planted`), to
+    test `leadstream learn` on a history with a known answer.
     """
     from stream.collector import segment
     from stream.collector.mapping import load_mapping
     from stream.simulate import build_journeys, ordered_messages
     from stream.simulate.sender import batches
 
-    journeys = build_journeys(leads, seed, start)
+    if planted_truth:
+        from stream.learn.planted import build_planted
+
+        journeys = build_planted(leads, seed, start)
+    else:
+        journeys = build_journeys(leads, seed, start)
     messages = ordered_messages(journeys)
     if not messages:
         return []
@@ -210,9 +219,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--start", default=DEMO_START.isoformat(), help="RFC 3339 start time")
     parser.add_argument("--out", default="-", help="output file (default stdout)")
+    parser.add_argument(
+        "--planted-truth",
+        action="store_true",
+        help="journeys where sales accepts webinar attendees (70 %%) far more than others "
+        "(12 %%), whatever their e-book downloads: a known answer for `leadstream learn`",
+    )
     args = parser.parse_args(argv)
     start = datetime.fromisoformat(args.start)
-    lines = simulated_history(args.leads, args.seed, start)
+    lines = simulated_history(args.leads, args.seed, start, planted_truth=args.planted_truth)
     text = "".join(line + "\n" for line in lines)
     if args.out == "-":
         sys.stdout.write(text)

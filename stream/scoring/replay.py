@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import orjson
 
 from stream.errors import LeadstreamError
+from stream.gcpolicy import quiet_collector, settle
 from stream.scoring.engine import tick
 from stream.scoring.events import EPOCH, Event, EventError, format_us, parse_time, us_to_t
 from stream.scoring.explain import Transition, snapshot
@@ -81,8 +82,21 @@ def replay_lines(
     Bad lines go to `on_error(line_number, message)` (default: stderr) and the fold goes on.
     When `states` is given it is filled with every lead's final state by lead id (reports
     read their ledgers). `secret` is the identity secret, for email visitors' lead ids to
-    equal the worker's.
+    equal the worker's. The collector is quieted for the run (`stream.gcpolicy`).
     """
+    with quiet_collector():
+        yield from _replay(lines, model, until, on_error, stats, states, secret)
+
+
+def _replay(
+    lines: Iterable[str],
+    model: Model,
+    until: datetime | str | None,
+    on_error: Callable[[int, str], None] | None,
+    stats: ReplayStats | None,
+    states: dict[str, LeadState] | None,
+    secret: str,
+) -> Iterator[dict[str, Any]]:
     from stream.topics import CHANNEL_TOPIC, partition_for
     from stream.worker.pipeline import Pipeline, Tables
     from stream.worker.processor import Record, channel_source
@@ -147,6 +161,7 @@ def replay_lines(
         last_us = event.t_us if last_us is None else max(last_us, event.t_us)
         if number % LAND_EVERY == 0:
             pipeline.write_landing(pipeline.take_landing())
+            settle()
     pipeline.write_landing(pipeline.take_landing())
     end_us = until_us if until_us is not None else last_us
     if states is not None:

@@ -40,6 +40,7 @@ from stream.worker.offsets import seed_group_offsets, starting_offsets, worker_g
 from stream.worker.order import CoPartitionMerge
 from stream.worker.pipeline import Pipeline, Tables, observe_since
 from stream.worker.processor import AccountStep, Emit, Record, channel_source, header
+from stream.worker.shadow import shadow_model
 from stream.worker.snapshots import FaustHeld, RedisFlusher, flush_forever
 from stream.worker.staging import StagedMapping
 from stream.worker.stopping import bounded_stop
@@ -141,6 +142,7 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
         merge_timeout=settings.worker_merge_timeout_seconds,
         on_state=lambda lead_id, state: flusher.mark(lead_id, state),
         observe_latency=True,
+        shadow_model=shadow_model(settings),
     )
     held = FaustHeld(app, states, account_table, topics.channel_topics, pipeline)
     flusher = RedisFlusher(settings, pipeline, held)
@@ -168,6 +170,8 @@ def create_app(settings: Settings, model: Model | None = None) -> faust.App:
                 out.append((topics.accounts, key, value, [], None))
             for key, value, headers in emit.account_events:
                 out.append((topics.account_events, key, value, headers, None))
+            for key, value, headers in emit.shadow:
+                out.append((topics.shadow, key, value, headers, None))
         return out
 
     async def send_all(emits: list[Emit]) -> None:

@@ -39,6 +39,7 @@ from stream.worker.offsets import worker_group
 from stream.worker.outputs import MAX_BATCH_BYTES, BatchProducer
 from stream.worker.pipeline import Pipeline, Tables
 from stream.worker.restore import restore
+from stream.worker.shadow import shadow_model
 from stream.worker.snapshots import RedisFlusher, StoreHeld, flush_forever
 from stream.worker.staging import StagedMapping
 from stream.worker.stopping import bounded_stop
@@ -129,6 +130,7 @@ class BatchWorker:
             topics.ledger,
             topics.accounts,
             topics.account_events,
+            topics.shadow,
             *(self._changelog(t) for t in TABLES),
         ]
         batches = await BatchProducer.for_topics(producer, outputs, home)
@@ -147,6 +149,7 @@ class BatchWorker:
             topics.by_lead,
             merge_timeout=settings.worker_merge_timeout_seconds,
             observe_latency=True,
+            shadow_model=shadow_model(settings),
         )
         held = StoreHeld(stores, self._holding, pipeline)
         flusher = self.flusher = RedisFlusher(settings, pipeline, held)

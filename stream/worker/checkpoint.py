@@ -237,6 +237,7 @@ class Checkpoint:
         t = self.topics
         handoff, by_lead, deadletter = t.handoff, t.by_lead, t.deadletter
         ledger, accounts, account_events = t.ledger, t.accounts, t.account_events
+        shadow = t.shadow
         new, dumps = tuple.__new__, orjson.dumps
         out: list[Outgoing] = []
         add = out.append
@@ -253,6 +254,8 @@ class Checkpoint:
                 add(new(Outgoing, (accounts, key, value, NO_HEADERS, None)))
             for key, value, headers in emit.account_events:
                 add(new(Outgoing, (account_events, key, value, headers, None)))
+            for key, value, headers in emit.shadow:
+                add(new(Outgoing, (shadow, key, value, headers, None)))
         return out
 
     def _changelog(self, changes: dict[int, Changes]) -> list[Outgoing]:

@@ -54,6 +54,8 @@ from stream.scoring.identity import Identity, Pull, Resolution, is_visitor
 from stream.scoring.state import remember_id, seen_before
 from stream.worker.handoff import handoff_record
 from stream.worker.processor import Emit, Record, dead_letter, header
+from stream.worker.shadow import SHADOW_KEY, Shadow, is_shadow
+from stream.worker.shadow import count as count_by_model
 from stream.worker.staging import Staged
 from stream.worker.states import EncodedStates, MemoryStates
 from stream.worker.ticks import TickScheduler
@@ -115,6 +117,7 @@ class Pipeline:
         observe_latency: bool = False,
         state_cache: int = 50_000,
         records: bool = True,
+        shadow_model: Model | None = None,
     ):
         self.model = model
         self.identity = identity
@@ -139,6 +142,8 @@ class Pipeline:
             else EncodedStates(tables.states, state_cache)
         )
         self.merges: Staged[str, str] = Staged(tables.merges)
+        # LEADSTREAM_SHADOW_MODEL: a candidate scored beside the live one (worker/shadow.py)
+        self.shadow = Shadow(shadow_model, self.states, ticks, records) if shadow_model else None
         self.absorbed: list[tuple[str, str]] = []
         # (partition, lead) -> records held behind its pending merge, in arrival order
         self.parked: dict[tuple[int, str], list[Record]] = {}
@@ -391,6 +396,8 @@ class Pipeline:
             self.aliases.put(p, pull.alias, lead_id)
             if state is not None:
                 answer["state"] = base64.b64encode(state.encode()).decode()
+            if self.shadow is not None and (shadow := self.shadow.take_encoded(p, lead_id)):
+                answer["shadow"] = shadow
         else:
             answer["conflict"] = current
         emit.by_lead.append((lead_id.encode(), answer, _carry(record), int(body["reply_to"])))
@@ -405,6 +412,8 @@ class Pipeline:
                 pending["visitors"].append(body["state"])
             if body.get("conflict"):
                 pending["conflicts"].append(body["conflict"])
+            if body.get("shadow"):
+                pending.setdefault("shadow", []).extend(body["shadow"])
             if pending["awaiting"]:
                 self.merges.put(p, lead_id, orjson.dumps(pending).decode())
             else:
@@ -425,6 +434,8 @@ class Pipeline:
         if not body.get("state") and not body.get("conflict"):
             return
         identify = Event.from_dict({**body["identify"], "event_id": mark})
+        if self.shadow is not None:
+            self.shadow.receive(p, lead_id, body.get("shadow") or ())
         visitors = [_decode_state(body["state"])] if body.get("state") else []
         conflicts = [str(body["conflict"])] if body.get("conflict") else []
         self._apply(record, None, lead_id, identify, visitors, conflicts, emit, merge_only=True)
@@ -445,6 +456,8 @@ class Pipeline:
             "visitors": [base64.b64encode(v.encode()).decode() for v in visitors if v],
             "conflicts": [found.conflict_with] if found.conflict_with else [],
         }
+        if self.shadow is not None:
+            pending["shadow"] = self.shadow.take_encoded(p, lead_id)
         identify = {**body, "type": "identify", "event_id": f"merge:{event_id}"}
         for pull in found.pulls:
             merge_id = f"{event_id}:{pull.kind}"
@@ -477,6 +490,8 @@ class Pipeline:
             [("received_at", received.encode())] if received else [],
         )
         position = pending["position"]
+        if self.shadow is not None:
+            self.shadow.receive(p, lead_id, pending.get("shadow") or ())
         self._apply(
             origin,
             (int(position[0]), int(position[1])),
@@ -511,6 +526,8 @@ class Pipeline:
     def _hand_over(self, p: int, visitor_id: str, lead_id: str) -> LeadState | None:
         """A visitor of this partition leaves: its state goes with the caller, its snapshot
         and ledger join the lead's in Redis."""
+        if self.shadow is not None:
+            self.shadow.hand_over(p, visitor_id, lead_id)
         state = self.states.get(p, visitor_id)
         if state is None:
             return None
@@ -575,6 +592,17 @@ class Pipeline:
             outcome = apply(state, event, self.model, offset=position, explain=self.records)
             self._collect(record, outcome, emit)
             applied = outcome.applied
+        if self.shadow is not None:
+            self.shadow.apply(
+                p,
+                lead_id,
+                event,
+                position,
+                emit,
+                conflicts=conflicts,
+                merge_only=merge_only,
+                merge_marks=merge_marks,
+            )
         if self.records:
             (APPLIED if applied else DUPLICATE).inc()
         if applied and self.observe_latency:
@@ -590,6 +618,8 @@ class Pipeline:
         state = self.states.get(p, lead_id) or new_state(lead_id)
         outcome = apply(state, event, self.model, offset=record.position, explain=self.records)
         self._collect(record, outcome, emit)
+        if self.shadow is not None:
+            self.shadow.apply(p, lead_id, event, record.position, emit)
         if self.records:
             (APPLIED if outcome.applied else DUPLICATE).inc()
         if outcome.applied and self.observe_latency:
@@ -620,6 +650,10 @@ class Pipeline:
         now = clock_us / 86_400_000_000
         for _instant, lead_ids in self.ticks.advance(p, now):
             for lead_id in lead_ids:
+                if self.shadow is not None and is_shadow(lead_id):
+                    if self._pending(p, lead_id[len(SHADOW_KEY) :]) is None:
+                        self.shadow.tick(p, lead_id, now, emit)
+                    continue
                 if self._pending(p, lead_id) is not None:
                     continue  # its timers fire when its held events apply
                 state = self.states.get(p, lead_id)
@@ -635,6 +669,7 @@ class Pipeline:
             return
         if outcome.transitions:
             received = header(record, "received_at")
+            count_by_model("live", outcome.transitions)
             counters = self.transition_counters
             for tr in outcome.transitions:
                 emit.handoffs.append(handoff_record(tr, received))

@@ -74,6 +74,7 @@ class Emit:
     accounts: list[tuple[bytes, bytes]]  # contact updates
     account_events: list[tuple[bytes, bytes, Headers]]
     done: list[Record]  # input records finished (to acknowledge)
+    shadow: list[tuple[bytes, bytes, Headers]]  # a shadow model's transitions (leads.shadow)
 
     def __init__(
         self,
@@ -94,6 +95,7 @@ class Emit:
         self.accounts = [] if accounts is None else accounts
         self.account_events = [] if account_events is None else account_events
         self.done = [] if done is None else done
+        self.shadow = []
 
     def extend(self, other: Emit) -> None:
         """Append another step's emit, keeping each list's order."""
@@ -105,6 +107,7 @@ class Emit:
         self.accounts += other.accounts
         self.account_events += other.account_events
         self.done += other.done
+        self.shadow += other.shadow
 
 
 def dead_letter(record: Record, exc: Exception, stage: str) -> tuple[bytes | None, bytes, Headers]:

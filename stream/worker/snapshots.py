@@ -26,6 +26,7 @@ from stream.store.marks import Held, Holding, SnapshotGuard
 from stream.store.redis import LeadStore
 from stream.worker.pipeline import Pipeline
 from stream.worker.processor import Emit
+from stream.worker.shadow import SHADOW_BYTES, is_shadow
 from stream.worker.stores import Stores
 
 log = logging.getLogger("leadstream.worker")
@@ -51,7 +52,8 @@ class RedisFlusher:
         self.guard: SnapshotGuard | None = None
 
     def mark(self, lead_id: str, state: LeadState) -> None:
-        self.dirty[lead_id] = state
+        if not is_shadow(lead_id):  # a shadow model's state is never a lead's snapshot
+            self.dirty[lead_id] = state
 
     def mark_account(self, account: AccountState) -> None:
         self.dirty_accounts[account.account_id] = account
@@ -170,8 +172,9 @@ class StoreHeld:
     def leads(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
         snapshot, decode = self.scoring.snapshot, LeadState.decode
         for partition in sorted(partitions):
-            for _key, value in self._rows(partition, "lead_state"):
-                yield snapshot(decode(value))
+            for key, value in self._rows(partition, "lead_state"):
+                if not key.startswith(SHADOW_BYTES):
+                    yield snapshot(decode(value))
 
     def accounts(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
         model = self.scoring.model
@@ -221,8 +224,9 @@ class FaustHeld:
 
     def leads(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
         snapshot, decode = self.scoring.snapshot, LeadState.decode
-        for _key, value in self.states.items():
-            yield snapshot(decode(value))
+        for key, value in self.states.items():
+            if not key.startswith(SHADOW_BYTES):
+                yield snapshot(decode(value))
 
     def accounts(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
         model = self.scoring.model

@@ -76,7 +76,9 @@ VP = {"seniority": "vp", "employees": 800, "industry": "software", "country": "U
 
 
 class Cluster:
-    def __init__(self, partitions: int = 4, model: Model | None = None) -> None:
+    def __init__(
+        self, partitions: int = 4, model: Model | None = None, shadow: Model | None = None
+    ) -> None:
         self.partitions = partitions
         self.model = model or default_model()
         self.aliases: dict[int, dict[str, str]] = defaultdict(dict)
@@ -91,6 +93,7 @@ class Cluster:
             BY_LEAD,
             merge_timeout=30.0,
             clock=lambda: self.now,
+            shadow_model=shadow,
         )
         self.claims: dict[str, str] = {}  # the collector's directory
         self.offsets: dict[tuple[str, int], int] = defaultdict(int)
@@ -100,6 +103,8 @@ class Cluster:
         self.dead: list[Any] = []
         self.ledger: list[dict[str, Any]] = []
         self.done: list[Record] = []
+        self.shadow: list[tuple[bytes, bytes]] = []  # (key, value) written to leads.shadow
+        self.handoffs: list[tuple[bytes, bytes]] = []  # (key, value) written to leads.handoff
 
     def _record(self, topic: str, partition: int, key: bytes, value: bytes) -> Record:
         offset = self.offsets[(topic, partition)]
@@ -136,6 +141,8 @@ class Cluster:
         self.dead += emit.deadletters
         self.ledger += [orjson.loads(value) for _key, value in emit.ledger]
         self.done += emit.done
+        self.shadow += [(key, value) for key, value, _headers in emit.shadow]
+        self.handoffs += [(key, value) for key, value, _headers in emit.handoffs]
         for key, body, headers, home in emit.by_lead:
             record = self._record(BY_LEAD, home, key, orjson.dumps(body))
             record.headers = headers
