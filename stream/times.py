@@ -64,6 +64,10 @@ _ONE_US = timedelta(microseconds=1)
 _SECONDS: dict[int, str] = {}
 _WRITTEN: dict[tuple[int, str], str] = {}
 _CACHE_MAX = 100_000
+# Whole seconds are written by `datetime.isoformat` (C, ~4x faster than strftime); it pads
+# years below 1000 to four digits where strftime does not, so those keep strftime.
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_YEAR_1000 = (datetime(1000, 1, 1) - _NAIVE_EPOCH) // timedelta(seconds=1)
 
 
 def parse_us(text: str, *, assume_utc: bool = False) -> int:
@@ -128,7 +132,10 @@ def format_us(us: int, precision: Precision = "auto") -> str:
     whole, micros = divmod(us, US_PER_SECOND)
     stamp = _SECONDS.get(whole)
     if stamp is None:
-        stamp = from_us(whole * US_PER_SECOND).strftime("%Y-%m-%dT%H:%M:%S")
+        if whole >= _YEAR_1000:
+            stamp = (_NAIVE_EPOCH + timedelta(seconds=whole)).isoformat()
+        else:
+            stamp = from_us(whole * US_PER_SECOND).strftime("%Y-%m-%dT%H:%M:%S")
         if len(_SECONDS) >= _CACHE_MAX:
             _SECONDS.clear()
         _SECONDS[whole] = stamp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -51,6 +52,18 @@ def test_microseconds_round_trip_exactly() -> None:
     for us in (0, 1, 1_767_607_200_123_456, -1):
         assert to_us(from_us(us)) == us
         assert to_us(parse_rfc3339(format_us(us, "us"))) == us
+
+
+@pytest.mark.parametrize("precision", ["auto", "ms", "us", "s"])
+def test_format_us_writes_what_format_rfc3339_writes(precision: str) -> None:
+    """The cached writer of integer times (isoformat for whole seconds) equals the reference,
+    years before 1000 included (written by strftime there, unpadded as before)."""
+    rng = random.Random(7)
+    first, last = to_us(datetime(1, 1, 2, tzinfo=UTC)), to_us(datetime(9999, 12, 30, tzinfo=UTC))
+    instants = [rng.randint(first, last) for _ in range(3000)]
+    instants += [0, -1, 1, 1_767_607_200_000_000, to_us(datetime(1000, 1, 1, tzinfo=UTC)) - 1]
+    for us in instants:
+        assert format_us(us, precision) == format_rfc3339(from_us(us), precision)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
