@@ -58,7 +58,8 @@ def _digests(raw: bytes) -> array[int]:
     return values
 
 
-Runs = list[list[Any]]  # [[day, bytearray of 8-byte digests], ...]: `seen` in runs of a day
+# [[day, bytearray of 8-byte digests, their base64 text or None], ...]: `seen` in runs of a day
+Runs = list[list[Any]]
 
 
 def _runs(seen: dict[int, int]) -> Runs:
@@ -73,7 +74,7 @@ def _runs(seen: dict[int, int]) -> Runs:
     days = list(seen.values())
     if days != sorted(days):  # ids united from another lead (a merge): by runs
         return [
-            [day, _raw(value for value, _ in run)]
+            [day, _raw(value for value, _ in run), None]
             for day, run in itertools.groupby(seen.items(), key=operator.itemgetter(1))
         ]
     values = list(seen)
@@ -82,7 +83,7 @@ def _runs(seen: dict[int, int]) -> Runs:
     while start < len(days):
         day = days[start]
         end = bisect.bisect_right(days, day, start)
-        runs.append([day, _raw(values[start:end])])
+        runs.append([day, _raw(values[start:end]), None])
         start = end
     return runs
 
@@ -93,7 +94,8 @@ def _pack_days(state: LeadState) -> list[list[int | str]]:
     One day number per group rather than per id keeps the encoding at ~8 bytes an id. A state
     is encoded at every checkpoint that changed it, and a busy lead remembers thousands of ids
     of which a few are new: the runs are kept with the state (`seen_runs`) and only the ids
-    remembered since are packed, as long as nothing was removed or moved.
+    remembered since are packed (found from the end of `seen`, not by walking it), as long as
+    nothing was removed or moved; each run keeps its base64 text until it grows.
     """
     seen = state.seen
     kept = state.seen_runs
@@ -101,15 +103,23 @@ def _pack_days(state: LeadState) -> list[list[int | str]]:
         runs = _runs(seen)
     else:
         runs = kept[2]
-        fresh = list(itertools.islice(seen.items(), kept[1], None))
+        fresh = list(itertools.islice(reversed(seen.items()), len(seen) - kept[1]))
+        fresh.reverse()
         for day, run in itertools.groupby(fresh, key=operator.itemgetter(1)):
             raw = _raw(value for value, _ in run)
             if runs and runs[-1][0] == day:
                 runs[-1][1] += raw
+                runs[-1][2] = None
             else:
-                runs.append([day, raw])
+                runs.append([day, raw, None])
     state.seen_runs = (seen, len(seen), runs)
-    return [[day, base64.b64encode(raw).decode("ascii")] for day, raw in runs]
+    out: list[list[int | str]] = []
+    for day_run in runs:
+        text = day_run[2]
+        if text is None:
+            text = day_run[2] = base64.b64encode(day_run[1]).decode("ascii")
+        out.append([day_run[0], text])
+    return out
 
 
 def _unpack_days(groups: Any) -> tuple[dict[int, int], Runs]:
@@ -122,7 +132,7 @@ def _unpack_days(groups: Any) -> tuple[dict[int, int], Runs]:
         if runs and runs[-1][0] == day:
             runs[-1][1] += raw
         else:
-            runs.append([day, bytearray(raw)])
+            runs.append([day, bytearray(raw), None])
     return seen, runs
 
 

@@ -83,7 +83,7 @@ def test_encoding_equals_packing_from_scratch_whatever_happened(
             assert all(day >= state.seen_floor for day in state.seen.values())
     decoded = LeadState.decode(state.encode())
     assert list(decoded.seen.items()) == list(state.seen.items())
-    assert [(d, bytes(r)) for d, r in _runs(state.seen)] == [
+    assert [(d, bytes(r)) for d, r, _text in _runs(state.seen)] == [
         (d, b"".join(v.to_bytes(8, "big") for v in values)) for d, values in _plain_runs(state.seen)
     ]
 
