@@ -30,6 +30,7 @@ import orjson
 
 from stream.reports.errors import ReportError
 from stream.reports.history import History
+from stream.reports.review import OUTCOME_TYPES
 from stream.scoring import events as ev
 from stream.scoring.events import Event, t_to_us, us_to_t
 from stream.scoring.fit import grade, normalize
@@ -39,16 +40,6 @@ from stream.scoring.rules import engagement_of, group_values, type_values
 from stream.scoring.state import LeadState
 
 OUTCOMES = ("accepted", "sql", "won")
-OUTCOME_TYPES = frozenset(
-    {
-        ev.SALES_ACCEPTED,
-        ev.SALES_REJECTED,
-        ev.SALES_NO_DECISION,
-        ev.OPPORTUNITY_CREATED,
-        ev.OPPORTUNITY_WON,
-        ev.OPPORTUNITY_LOST,
-    }
-)
 HANDOFF_STAGES = frozenset({"mql", "sales_ready"})
 
 
