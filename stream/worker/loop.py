@@ -179,8 +179,8 @@ class ConsumeLoop:
             return
         polled = self.consumer.last_poll_timestamp(tp) or 0
         source = None if topic == self.topics.by_lead else channel_source(topic, partition)
-        order = self.order
         positions.fetched_all(tp, [r.offset for r in records])
+        held: list[tuple[int, Record]] = []
         for r in records:
             record = Record(
                 r.topic,
@@ -199,7 +199,8 @@ class ConsumeLoop:
                 # stamp would (a by-lead answer must not sort after records accepted later).
                 stamp = int(r.timestamp) * 1000
                 record.headers.append(("accepted_at", str(stamp).encode()))
-            order.add(topic, partition, stamp, record)
+            held.append((stamp, record))
+        self.order.add_all(topic, partition, held)
         self.delivered[tp] = records[-1].offset + 1
         self.last_seen[partition] = self.clock()
 

@@ -58,6 +58,14 @@ class CoPartitionMerge(Generic[T]):
         queues.setdefault(topic, deque()).append((stamp, self.clock(), item))
         self.held += 1
 
+    def add_all(self, topic: str, partition: int, items: list[tuple[int, T]]) -> None:
+        """`add` for one fetch's records of one topic partition, (stamp, item) in offset
+        order: one clock reading for them all (they arrived together)."""
+        queue = self.queues.setdefault(partition, {}).setdefault(topic, deque())
+        arrived = self.clock()
+        queue.extend([(stamp, arrived, item) for stamp, item in items])
+        self.held += len(items)
+
     def release(
         self, partition: int, caught_up: Callable[[str, T], bool], limit: int | None = None
     ) -> list[T]:

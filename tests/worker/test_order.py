@@ -95,3 +95,22 @@ def test_the_wait_counts_from_when_an_input_held_the_partition_up() -> None:
     behind.add("email")
     merge.add("web", 0, 4, 4)
     assert merge.release(0, caught_up) == []  # a new wait: it starts again
+
+
+def test_a_fetch_added_at_once_is_held_and_released_as_added_one_by_one() -> None:
+    one: CoPartitionMerge[str] = CoPartitionMerge(TOPICS, 0.5, Clock())
+    many: CoPartitionMerge[str] = CoPartitionMerge(TOPICS, 0.5, Clock())
+    web = [(10, "w1"), (30, "w2"), (50, "w3")]
+    email = [(20, "e1"), (40, "e2")]
+    for stamp, item in web:
+        one.add("web", 2, stamp, item)
+    for stamp, item in email:
+        one.add("email", 2, stamp, item)
+    many.add_all("web", 2, web)
+    many.add_all("email", 2, email)
+    many.add_all("by_lead", 2, [])
+    assert many.held == one.held == 5
+    assert many.queued("web", 2) == 3 and many.queued("by_lead", 2) == 0
+    caught_up = lambda _t, _h: True  # noqa: E731
+    assert many.release(2, caught_up) == one.release(2, caught_up) == ["w1", "e1", "w2", "e2", "w3"]
+    assert many.held == 0
