@@ -9,7 +9,15 @@ from stream.scoring.account import (
     is_mqa,
     update_account,
 )
-from stream.scoring.engine import Outcome, apply, catch_up, merge_states, next_tick_at, tick
+from stream.scoring.engine import (
+    Outcome,
+    apply,
+    apply_joining,
+    catch_up,
+    merge_states,
+    next_tick_at,
+    tick,
+)
 from stream.scoring.events import Event, EventError
 from stream.scoring.explain import LedgerEntry, Transition, snapshot
 from stream.scoring.model import Model, ModelError, default_model, load_model
@@ -30,6 +38,7 @@ __all__ = [
     "Transition",
     "account_engagement",
     "apply",
+    "apply_joining",
     "catch_up",
     "contact_update",
     "default_model",

@@ -8,7 +8,7 @@ writes the changelog.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -417,6 +417,56 @@ def merge_states(
     out.transitions.extend(stages.sql_rule(scores, triggers))
     prune(known, model)
     return out
+
+
+def apply_joining(
+    state: LeadState,
+    event: Event,
+    model: Model,
+    *,
+    visitors: Sequence[LeadState] = (),
+    conflicts: Sequence[str] = (),
+    position: tuple[int, int] | None = None,
+    merge_only: bool = False,
+    merge_marks: Iterable[str] = (),
+    explain: bool = True,
+) -> tuple[list[Outcome], bool]:
+    """An event that ties visitors to the lead or meets identity conflicts: (the outcomes in
+    order, whether the merge or the event applied).
+
+    The visitors merge at the event's instant: an identify is the merge's own event; any other
+    event that first ties a visitor (a track with both ids) is applied right after a merge made
+    of it. Each conflict is recorded as an `identity.conflict` of its own, the merge ids in
+    `merge_marks` are remembered, then the event applies. `merge_only`: a late history, with
+    nothing to apply after it. The worker's live and shadow models both go through here.
+    """
+    outcomes: list[Outcome] = []
+    applied = False
+    consumed = False  # whether the merge was the event itself
+    if visitors:
+        identify = event
+        if event.type != IDENTIFY and not merge_only:
+            identify = event.with_changes(type=IDENTIFY, event_id=f"merge:{event.event_id}")
+        consumed = identify is event
+        merged = merge_states(
+            state, visitors, identify, model, offset=position if consumed else None
+        )
+        outcomes.append(merged)
+        applied = merged.applied
+    for other in conflicts:
+        conflict = event.with_changes(
+            type="identity.conflict",
+            event_id=f"conflict:{event.event_id}",
+            properties={"other_lead_id": other},
+        )
+        outcomes.append(apply(state, conflict, model))
+    for mark in merge_marks:
+        remember_id(state, mark, model, at_us=event.t_us)
+    if not consumed and not merge_only:
+        outcome = apply(state, event, model, offset=position, explain=explain)
+        outcomes.append(outcome)
+        applied = outcome.applied
+    return outcomes, applied
 
 
 def _unite(known: LeadState, visitor: LeadState, model: Model) -> None:

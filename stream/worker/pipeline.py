@@ -42,16 +42,16 @@ from stream.scoring import (
     Model,
     Outcome,
     apply,
+    apply_joining,
     catch_up,
     contact_update,
-    merge_states,
     new_state,
     next_tick_at,
     snapshot,
 )
 from stream.scoring.events import EventError, parse_time
 from stream.scoring.identity import Identity, Pull, Resolution, is_visitor
-from stream.scoring.state import remember_id, seen_before
+from stream.scoring.state import seen_before
 from stream.worker.handoff import handoff_record
 from stream.worker.processor import Emit, Record, dead_letter, header
 from stream.worker.shadow import SHADOW_KEY, Shadow, is_shadow
@@ -564,34 +564,24 @@ class Pipeline:
         p = record.partition
         state = self.states.get(p, lead_id) or new_state(lead_id)
         joined = [v for v in visitors if v is not None] if visitors else []
-        applied = False
-        consumed = False  # whether the merge was the event itself
         if joined:
-            identify = event
-            if event.type != "identify" and not merge_only:
-                identify = event.with_changes(type="identify", event_id=f"merge:{event.event_id}")
-            consumed = identify is event
             metrics.IDENTITY_MERGES.labels(kind="merge").inc()
-            merged = merge_states(
-                state, joined, identify, self.model, offset=position if consumed else None
-            )
-            self._collect(record, merged, emit)
-            applied = merged.applied
-        for other in conflicts:
+        for _other in conflicts:
             metrics.IDENTITY_MERGES.labels(kind="conflict").inc()
             log.warning("identity conflict: an anonymous id already belongs to another lead")
-            conflict = event.with_changes(
-                type="identity.conflict",
-                event_id=f"conflict:{event.event_id}",
-                properties={"other_lead_id": other},
-            )
-            self._collect(record, apply(state, conflict, self.model), emit)
-        for mark in merge_marks:
-            remember_id(state, mark, self.model, at_us=event.t_us)
-        if not consumed and not merge_only:
-            outcome = apply(state, event, self.model, offset=position, explain=self.records)
+        outcomes, applied = apply_joining(
+            state,
+            event,
+            self.model,
+            visitors=joined,
+            conflicts=conflicts,
+            position=position,
+            merge_only=merge_only,
+            merge_marks=merge_marks,
+            explain=self.records,
+        )
+        for outcome in outcomes:
             self._collect(record, outcome, emit)
-            applied = outcome.applied
         if self.shadow is not None:
             self.shadow.apply(
                 p,
@@ -603,14 +593,7 @@ class Pipeline:
                 merge_only=merge_only,
                 merge_marks=merge_marks,
             )
-        if self.records:
-            (APPLIED if applied else DUPLICATE).inc()
-        if applied and self.observe_latency:
-            observe_since(header(record, "received_at"), metrics.EVENT_TO_SCORE)
-        # Stored even when nothing changed: after a SIGKILL the local RocksDB can be ahead of
-        # the changelog; writing the state again re-sends its changelog record.
-        self._keep(p, state, emit)
-        self._fire_ticks(record, state.clock, emit)
+        self._applied(record, p, state, applied, emit)
 
     def _score(self, record: Record, p: int, lead_id: str, event: Event, emit: Emit) -> None:
         """`_apply` of an event that joins no visitor and meets no conflict (most events): the
@@ -620,9 +603,15 @@ class Pipeline:
         self._collect(record, outcome, emit)
         if self.shadow is not None:
             self.shadow.apply(p, lead_id, event, record.position, emit)
+        self._applied(record, p, state, outcome.applied, emit)
+
+    def _applied(self, record: Record, p: int, state: LeadState, applied: bool, emit: Emit) -> None:
+        """After a record's event: counted, its latency observed, the state kept, timers fired.
+        Stored even when nothing changed: after a SIGKILL the local RocksDB can be ahead of
+        the changelog; writing the state again re-sends its changelog record."""
         if self.records:
-            (APPLIED if outcome.applied else DUPLICATE).inc()
-        if outcome.applied and self.observe_latency:
+            (APPLIED if applied else DUPLICATE).inc()
+        if applied and self.observe_latency:
             observe_since(header(record, "received_at"), metrics.EVENT_TO_SCORE)
         self._keep(p, state, emit)
         self._fire_ticks(record, state.clock, emit)

@@ -29,14 +29,12 @@ from stream.scoring import (
     LeadState,
     Model,
     Outcome,
-    apply,
+    apply_joining,
     catch_up,
-    merge_states,
     new_state,
     next_tick_at,
 )
 from stream.scoring.model import load_model
-from stream.scoring.state import remember_id
 from stream.settings import Settings
 from stream.worker.processor import Emit
 from stream.worker.states import EncodedStates, MemoryStates
@@ -114,26 +112,19 @@ class Shadow:
         event's instant), conflicts, then the event itself."""
         key = SHADOW_KEY + lead_id
         state = self.states.get(p, key) or new_state(lead_id)
-        joined = self.joining.pop((p, lead_id), [])
-        consumed = False
-        if joined:
-            identify = event
-            if event.type != "identify" and not merge_only:
-                identify = event.with_changes(type="identify", event_id=f"merge:{event.event_id}")
-            consumed = identify is event
-            offset = position if consumed else None
-            self._collect(merge_states(state, joined, identify, self.model, offset=offset), emit)
-        for other in conflicts:
-            conflict = event.with_changes(
-                type="identity.conflict",
-                event_id=f"conflict:{event.event_id}",
-                properties={"other_lead_id": other},
-            )
-            self._collect(apply(state, conflict, self.model), emit)
-        for mark in merge_marks:
-            remember_id(state, mark, self.model, at_us=event.t_us)
-        if not consumed and not merge_only:
-            self._collect(apply(state, event, self.model, offset=position, explain=False), emit)
+        outcomes, _applied = apply_joining(
+            state,
+            event,
+            self.model,
+            visitors=self.joining.pop((p, lead_id), []),
+            conflicts=list(conflicts),
+            position=position,
+            merge_only=merge_only,
+            merge_marks=merge_marks,
+            explain=False,
+        )
+        for outcome in outcomes:
+            self._collect(outcome, emit)
         self._keep(p, key, state)
 
     def tick(self, p: int, key: str, now: float, emit: Emit) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream.scoring import Model, apply, merge_states, new_state, snapshot
+from stream.scoring import Model, apply, apply_joining, merge_states, new_state, snapshot
+from stream.scoring.state import seen_before
 
 from .helpers import at, ev, fold, identify, t_of
 
@@ -235,3 +236,39 @@ def test_event_round_trip_and_errors() -> None:
     ]:
         with pytest.raises(EventError, match=field):
             Event.from_dict(bad)
+
+
+def test_apply_joining_merges_at_a_tying_event_then_applies_it(model: Model) -> None:
+    """A track that first ties a visitor: the visitor merges at the track's instant (an
+    identify made of it), then the track itself applies; a conflict is recorded on its own."""
+    visitor = fold(model, [ev("web.pricing_view", at(1), lead="anon:v")], lead="anon:v")
+    state = new_state("u1")
+    track = ev("webinar.attended", at(2), lead="u1", eid="t1")
+    outcomes, applied = apply_joining(
+        state, track, model, visitors=[visitor.state], conflicts=["other"], position=(7, 3)
+    )
+    assert applied and len(outcomes) == 3  # merge, conflict, the event
+    assert seen_before(state, "merge:t1") and seen_before(state, "t1")
+    assert seen_before(state, "conflict:t1")
+    assert set(state.acc) >= {"web.pricing_view", "webinar.attended"}
+
+
+def test_apply_joining_with_an_identify_is_the_merge_only(model: Model) -> None:
+    visitor = fold(model, [ev("web.pricing_view", at(1), lead="anon:v")], lead="anon:v")
+    state = new_state("u1")
+    outcomes, applied = apply_joining(
+        state, identify(at(2), "A", lead="u1", eid="idf"), model, visitors=[visitor.state]
+    )
+    assert applied and len(outcomes) == 1 and seen_before(state, "idf")
+    assert not seen_before(state, "merge:idf")
+
+
+def test_apply_joining_merge_only_applies_no_event(model: Model) -> None:
+    visitor = fold(model, [ev("web.pricing_view", at(1), lead="anon:v")], lead="anon:v")
+    state = new_state("u1")
+    late = ev("identify", at(2), lead="u1", eid="merge:m1")
+    outcomes, _applied = apply_joining(
+        state, late, model, visitors=[visitor.state], merge_only=True, merge_marks=["merge:m2"]
+    )
+    assert len(outcomes) == 1 and seen_before(state, "merge:m2")
+    assert "web.pricing_view" in state.acc
