@@ -34,8 +34,9 @@ from stream.reports.review import OUTCOME_TYPES
 from stream.scoring import events as ev
 from stream.scoring.events import Event, t_to_us, us_to_t
 from stream.scoring.fit import grade, normalize
-from stream.scoring.identity import DEV_IDENTITY_SECRET, Identity, is_visitor
+from stream.scoring.identity import is_visitor
 from stream.scoring.model import FitAttribute, Model
+from stream.scoring.replay import ReplayInputs, replay_pipeline
 from stream.scoring.rules import engagement_of, group_values, type_values
 from stream.scoring.state import LeadState
 
@@ -190,39 +191,17 @@ class _Watch:
 
 def collect(history: History, model: Model, secret: str = "") -> Sample:
     """Drive the history through the pipeline and collect every lead's decision."""
-    from stream.topics import CHANNEL_TOPIC, partition_for
-    from stream.worker.pipeline import Pipeline, Tables
-    from stream.worker.processor import Record, channel_source
-    from stream.worker.ticks import TickScheduler
-
     watch = _Watch(model)
     leads: dict[str, LeadState] = {}
-    aliases: dict[str, str] = {}
-    merges: dict[str, str] = {}
-    pipeline = Pipeline(
-        Tables(lambda _p: aliases, lambda _p: {}, lambda _p: merges, memory=leads),
-        model,
-        Identity(1, secret or DEV_IDENTITY_SECRET, partition_for),
-        TickScheduler({}),
-        "leads.events.by_lead",
-        merge_timeout=float("inf"),
-        on_state=watch,
-        trust_lead_ids=True,
-        records=False,
-    )
+    pipeline = replay_pipeline(model, leads, secret=secret, on_state=watch)
+    inputs = ReplayInputs()
     fast_lane: set[str] = set()
-    inputs: dict[str | None, tuple[str, int]] = {}
     events = 0
     for number, line in enumerate(history.lines, 1):
         body = orjson.loads(line)
         event = Event.from_dict(body)
-        where = inputs.get(event.channel)
-        if where is None:
-            topic = f"leads.events.{CHANNEL_TOPIC.get(str(event.channel), 'web')}"
-            where = inputs[event.channel] = (topic, channel_source(topic, 0))
         watch.begin(model.canonical(event.type))
-        record = Record(where[0], 0, number, None, b"", [], where[1], body, event=event)
-        emit = pipeline.process(record)
+        emit = pipeline.process(inputs.record(number, body, event))
         if emit.deadletters:
             error = dict(emit.deadletters[0][2]).get("error", b"").decode()
             raise ReportError(f"{history.at(number)}: the replay refused the event: {error}")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
@@ -27,6 +27,10 @@ from stream.scoring.explain import Transition, snapshot
 from stream.scoring.identity import DEV_IDENTITY_SECRET, Identity
 from stream.scoring.model import Model, load_model
 from stream.scoring.state import LeadState
+
+if TYPE_CHECKING:
+    from stream.worker.pipeline import Pipeline
+    from stream.worker.processor import Record
 
 LAND_EVERY = 2000  # lines between landings of staged writes (reads see them either way)
 BY_LEAD = "leads.events.by_lead"
@@ -97,30 +101,15 @@ def _replay(
     states: dict[str, LeadState] | None,
     secret: str,
 ) -> Iterator[dict[str, Any]]:
-    from stream.topics import CHANNEL_TOPIC, partition_for
-    from stream.worker.pipeline import Pipeline, Tables
-    from stream.worker.processor import Record, channel_source
-    from stream.worker.ticks import TickScheduler
+    from stream.worker.processor import Record
 
     report = on_error or _stderr
     stats = stats if stats is not None else ReplayStats()
     until_us = None if until is None else _to_us(until)
     leads: dict[str, LeadState] = {}
-    aliases: dict[str, str] = {}
-    merges: dict[str, str] = {}
-    identity = Identity(1, secret or DEV_IDENTITY_SECRET, partition_for)
-    pipeline = Pipeline(
-        Tables(lambda _p: aliases, lambda _p: {}, lambda _p: merges, memory=leads),
-        model,
-        identity,
-        TickScheduler({}),
-        BY_LEAD,
-        merge_timeout=float("inf"),
-        trust_lead_ids=True,
-        records=False,
-    )
+    pipeline = replay_pipeline(model, leads, secret=secret)
+    inputs = ReplayInputs()
     last_us: int | None = None
-    inputs: dict[str | None, tuple[str, int]] = {}  # channel -> its topic and watermark id
     for number, raw in enumerate(lines, 1):
         if not raw or raw.isspace():
             continue
@@ -142,11 +131,7 @@ def _replay(
         if until_us is not None and event.t_us > until_us:
             stats.after_until += 1
             continue
-        where = inputs.get(event.channel)
-        if where is None:
-            topic = f"leads.events.{CHANNEL_TOPIC.get(str(event.channel), 'web')}"
-            where = inputs[event.channel] = (topic, channel_source(topic, 0))
-        queue = [Record(where[0], 0, number, None, b"", [], where[1], body, event=event)]
+        queue = [inputs.record(number, body, event)]
         while queue:
             emit = pipeline.process(queue.pop(0))
             for key, hop, headers, _home in emit.by_lead:  # none with one partition
@@ -178,6 +163,52 @@ def _replay(
         yield transition.to_dict()
     for state in leads.values():
         yield {"kind": "lead", **snapshot(state, model, end_t)}
+
+
+def replay_pipeline(
+    model: Model,
+    leads: dict[str, LeadState],
+    *,
+    secret: str = "",
+    on_state: Callable[[str, LeadState], None] | None = None,
+) -> Pipeline:
+    """The worker's pipeline as replay runs it: one partition (every lead at home), tables in
+    memory (`leads` fills with the states), merges that never time out, lead ids on lines
+    trusted, no per-record metrics or output records. `on_state` sees each state kept."""
+    from stream.topics import partition_for
+    from stream.worker.pipeline import Pipeline, Tables
+    from stream.worker.ticks import TickScheduler
+
+    aliases: dict[str, str] = {}
+    merges: dict[str, str] = {}
+    return Pipeline(
+        Tables(lambda _p: aliases, lambda _p: {}, lambda _p: merges, memory=leads),
+        model,
+        Identity(1, secret or DEV_IDENTITY_SECRET, partition_for),
+        TickScheduler({}),
+        BY_LEAD,
+        merge_timeout=float("inf"),
+        on_state=on_state,
+        trust_lead_ids=True,
+        records=False,
+    )
+
+
+class ReplayInputs:
+    """Replay lines as the records of their channel topic's partition 0, numbered by line."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[str | None, tuple[str, int]] = {}  # channel -> topic, watermark id
+
+    def record(self, number: int, body: dict[str, Any], event: Event) -> Record:
+        from stream.topics import CHANNEL_TOPIC
+        from stream.worker.processor import Record, channel_source
+
+        where = self.inputs.get(event.channel)
+        if where is None:
+            topic = f"leads.events.{CHANNEL_TOPIC.get(str(event.channel), 'web')}"
+            where = self.inputs[event.channel] = (topic, channel_source(topic, 0))
+        return Record(where[0], 0, number, None, b"", [], where[1], body, event=event)
 
 
 def run_replay(
