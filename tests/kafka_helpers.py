@@ -65,7 +65,10 @@ def headers_of(record: ConsumerRecord[bytes, bytes]) -> dict[str, str]:
 
 async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of a topic up to its end offsets at the time of the call."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # "earliest": a "latest" reset started on `assign` could land after the seek below
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         parts = [
@@ -77,8 +80,9 @@ async def read_all(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, byt
                 TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
             ]
         consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
+        for tp, start in (await consumer.beginning_offsets(parts)).items():
+            consumer.seek(tp, start)
         records: list[ConsumerRecord[bytes, bytes]] = []
         while any([await consumer.position(tp) < ends[tp] for tp in parts]):
             for batch in (await consumer.getmany(timeout_ms=500)).values():

@@ -64,15 +64,21 @@ async def read_topic_records(settings: Settings, names: Sequence[str]) -> list[t
     """(where, line) of every record, merged as described above; `where` is
     `topic[partition]@offset`, so a bad record can be named."""
     parts = await _partitions(settings, topic_names(settings, names))
+    # Explicit seeks to the beginning offsets, and "earliest" as the reset policy: with the
+    # default ("latest") the reset aiokafka starts on `assign` can land after a
+    # `seek_to_beginning` and move the position to the end, and the read finds nothing.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False
+        bootstrap_servers=settings.kafka_bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     try:
         consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
         ends = await consumer.end_offsets(parts)
         starts = await consumer.beginning_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, starts[tp])
         per_part: dict[TopicPartition, list[tuple[int, int, str, str]]] = {tp: [] for tp in parts}
         pending = {tp for tp in parts if ends[tp] > starts[tp]}
         while pending:
