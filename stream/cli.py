@@ -221,7 +221,7 @@ def dev_status() -> None:
 @click.option("--until", help="Evaluate at this RFC 3339 time; later events are ignored.")
 def replay(events: Path, model_path: str | None, until: str | None) -> None:
     """Score a JSON-lines file of canonical events offline, through the worker's engine."""
-    from stream.scoring.replay import run_replay
+    from stream.pipeline.replay import run_replay
 
     secret = Settings.from_env().identity_secret  # email visitors' ids as the worker makes them
     bad = run_replay(events, model_path, until, sys.stdout, secret=secret)

@@ -149,7 +149,7 @@ REFETCHES = Counter(
 MERGES_WAITING = Gauge(
     "leadstream_worker_merges_waiting",
     "Leads whose identify waits for a visitor history from another partition; their later "
-    "events wait behind it (stream/worker/pipeline.py).",
+    "events wait behind it (stream/pipeline/core.py).",
 )
 RECORDS_PARKED = Gauge("leadstream_worker_records_parked", "Records held behind a merge in flight.")
 MERGE_TIMEOUTS = Counter(

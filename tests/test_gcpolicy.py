@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 
 from stream import gcpolicy
+from stream.pipeline.replay import replay_lines
 from stream.scoring import default_model
-from stream.scoring.replay import replay_lines
 
 
 def test_thresholds_and_freeze_are_restored_after_nested_runs() -> None:

@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from stream.bench import events as ev
+from stream.pipeline.core import Pipeline, Tables
+from stream.pipeline.processor import Record, channel_source
+from stream.pipeline.replay import replay_lines
+from stream.pipeline.shadow import shadow_model
+from stream.pipeline.ticks import TickScheduler
 from stream.scoring import Model, default_model
 from stream.scoring.identity import DEV_IDENTITY_SECRET, Identity
-from stream.scoring.replay import replay_lines
 from stream.topics import CHANNEL_TOPIC, partition_for
-from stream.worker.pipeline import Pipeline, Tables
-from stream.worker.processor import Record, channel_source
-from stream.worker.shadow import shadow_model
-from stream.worker.ticks import TickScheduler
 
 if TYPE_CHECKING:
     from stream.bench.phases import Bench

@@ -15,7 +15,7 @@ The features are the engine's own numbers at that instant, from the lead's state
 - the engagement, fit and grade the current model computed.
 
 The history is driven through the worker's pipeline exactly as `leadstream replay` drives it
-(`stream.scoring.replay.replay_lines`, one partition, in-memory tables), with the pipeline's
+(`stream.pipeline.replay.replay_lines`, one partition, in-memory tables), with the pipeline's
 `on_state` hook to see each lead's state after each event: `replay_lines` hands out
 transitions and final states only.
 """
@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from stream.pipeline.replay import ReplayInputs, replay_pipeline
 from stream.reports.errors import ReportError
 from stream.reports.history import History
 from stream.reports.review import OUTCOME_TYPES
@@ -36,7 +37,6 @@ from stream.scoring.events import Event, t_to_us, us_to_t
 from stream.scoring.fit import grade, normalize
 from stream.scoring.identity import is_visitor
 from stream.scoring.model import FitAttribute, Model
-from stream.scoring.replay import ReplayInputs, replay_pipeline
 from stream.scoring.rules import engagement_of, group_values, type_values
 from stream.scoring.state import LeadState
 

@@ -32,7 +32,7 @@ from stream.notify.sinks import Handoff
 SINK_NAMES = ("webhook", "slack", "email", "crm", "log")
 MATCH_KEYS = ("type", "priority", "to_stage", "from_stage", "queue")
 CONFIG_KEYS = ("routes", "default", "escalation")
-# The worker's stream.worker.handoff.SLA_BREACHED_CE_TYPE (a test keeps the two equal; the
+# The worker's stream.pipeline.handoff.SLA_BREACHED_CE_TYPE (a test keeps the two equal; the
 # notifier does not import the scoring engine for one string).
 SLA_BREACHED_TYPE = "leadstream.lead.sla_breached.v1"
 ESCALATION_ROUTE = "escalation"

@@ -112,7 +112,7 @@ def _str(value: object) -> str | None:
 
 def _index(line: str) -> tuple[HistoryEvent | None, str | None]:
     """The line's event, or what the replay would say is wrong with it (same checks, same
-    words as `stream.scoring.replay`)."""
+    words as `stream.pipeline.replay`)."""
     try:
         raw = orjson.loads(line)
     except orjson.JSONDecodeError as exc:

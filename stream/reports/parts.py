@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
+from stream.pipeline.replay import ReplayStats
 from stream.reports.components import Layout
 from stream.reports.runs import Run
 from stream.scoring.model import Model
-from stream.scoring.replay import ReplayStats
 
 Lead = tuple[list[dict[str, Any]], dict[str, Any] | None]
 """One lead's output: its transitions in order and its lead line."""

@@ -23,11 +23,11 @@ from typing import Any
 
 import orjson
 
+from stream.pipeline.replay import ReplayStats, replay_lines
 from stream.reports.errors import ReportError
 from stream.reports.history import History, HistoryEvent
 from stream.scoring.identity import is_visitor
 from stream.scoring.model import Model, ModelError, parse_model
-from stream.scoring.replay import ReplayStats, replay_lines
 from stream.scoring.state import LeadState, digest
 
 STAGE_CHANGE_REASONS_EXCLUDED = frozenset({"sla_breached"})

@@ -1,7 +1,7 @@
 """`whatif --from-topic leads.shadow`: the live model against its shadow, on what really happened.
 
 With `LEADSTREAM_SHADOW_MODEL` the worker scores a candidate beside the live model and writes
-its transitions to `leads.shadow` (stream/worker/shadow.py). This compares, with the what-if's
+its transitions to `leads.shadow` (stream/pipeline/shadow.py). This compares, with the what-if's
 own report, the live model's transitions as they went out on `leads.handoff` (the baseline)
 with the shadow's (the candidate) — no replay: both sides are what the worker decided on the
 live stream. The channel topics give the history the report cites (first touches, the events
@@ -17,12 +17,12 @@ from typing import Any
 
 import orjson
 
+from stream.pipeline.replay import ReplayStats
 from stream.reports.errors import ReportError
 from stream.reports.history import History
 from stream.reports.runs import Run
 from stream.scoring.events import parse_time, us_to_t
 from stream.scoring.model import Model
-from stream.scoring.replay import ReplayStats
 from stream.settings import Settings
 from stream.topics import Topics
 

@@ -10,7 +10,7 @@ a user id to an anonymous id (or an identify ties it to an email) for the first 
 visitor's history joins the lead at that instant (scoring-model.md section 6). If the visitor
 lives in this partition it is merged at once; otherwise the lead *pulls* it: a pull goes to the
 visitor's home partition, which answers with the visitor's state, and the lead's later events
-wait behind the merge (`stream/worker/pipeline.py`). An anonymous id that already belongs to
+wait behind the merge (`stream/pipeline/core.py`). An anonymous id that already belongs to
 another known lead is a conflict: its scored events stay where they are.
 
 Emails never appear in lead ids or alias keys: both use a keyed HMAC of the normalised

@@ -121,7 +121,7 @@ def _start_sla(
     (accepted) or the model names no escalation route.
 
     The due instant is rounded up to a whole minute: the worker files timers by minute and
-    ticks a lead at that minute (stream/worker/ticks.py), so a due instant inside a minute
+    ticks a lead at that minute (stream/pipeline/ticks.py), so a due instant inside a minute
     would never be reached by a tick.
     """
     if route.sla_us is None or state.accepted or model.rules.escalation is None:

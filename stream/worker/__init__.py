@@ -1,1 +1,1 @@
-"""The Faust worker: identity, scoring agent, state tables, handoffs, Redis snapshots."""
+"""The worker: the batch consume loop, its stores and checkpoint, Redis snapshots, health."""

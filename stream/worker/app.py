@@ -28,6 +28,11 @@ from stream.credentials import check_identity_secret
 from stream.deadletters.record import Headers
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
+from stream.pipeline.core import Pipeline, Tables, observe_since
+from stream.pipeline.processor import AccountStep, Emit, Record, channel_source, header
+from stream.pipeline.shadow import shadow_model
+from stream.pipeline.staging import StagedMapping
+from stream.pipeline.ticks import TickScheduler
 from stream.scoring import Model, load_model
 from stream.scoring.identity import Identity, secret_or_dev
 from stream.settings import Settings
@@ -38,14 +43,9 @@ from stream.worker.gapguard import GapGuard, Verdict
 from stream.worker.leadcount import leads_held
 from stream.worker.offsets import seed_group_offsets, starting_offsets, worker_group
 from stream.worker.order import CoPartitionMerge
-from stream.worker.pipeline import Pipeline, Tables, observe_since
-from stream.worker.processor import AccountStep, Emit, Record, channel_source, header
-from stream.worker.shadow import shadow_model
 from stream.worker.snapshots import FaustHeld, RedisFlusher, flush_forever
-from stream.worker.staging import StagedMapping
 from stream.worker.stopping import bounded_stop
 from stream.worker.stores import TABLES, changelog_topic
-from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
 # topic, key, value, headers, partition (None: by key)

@@ -26,6 +26,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream import health, metrics
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
+from stream.pipeline.core import Pipeline, Tables
+from stream.pipeline.shadow import shadow_model
+from stream.pipeline.staging import StagedMapping
+from stream.pipeline.ticks import TickScheduler
 from stream.scoring import AccountState, Model, load_model
 from stream.scoring.identity import Identity, secret_or_dev
 from stream.settings import Settings
@@ -37,14 +41,10 @@ from stream.worker.diagnostics import install_task_dump
 from stream.worker.loop import ConsumeLoop, Listener
 from stream.worker.offsets import worker_group
 from stream.worker.outputs import MAX_BATCH_BYTES, BatchProducer
-from stream.worker.pipeline import Pipeline, Tables
 from stream.worker.restore import restore
-from stream.worker.shadow import shadow_model
 from stream.worker.snapshots import RedisFlusher, StoreHeld, flush_forever
-from stream.worker.staging import StagedMapping
 from stream.worker.stopping import bounded_stop
 from stream.worker.stores import TABLES, DueView, Stores, changelog_topic, raw_view, text_view
-from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
 LEADS_SECONDS = 10.0  # how often leadstream_worker_leads is counted

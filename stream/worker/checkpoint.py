@@ -32,11 +32,11 @@ import orjson
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from stream import metrics
+from stream.pipeline.core import Landing, observe_since
+from stream.pipeline.processor import Emit
 from stream.scoring import AccountState, LeadState
 from stream.topics import Topics
 from stream.worker.outputs import Outgoing
-from stream.worker.pipeline import Landing, observe_since
-from stream.worker.processor import Emit
 from stream.worker.stores import Changes, changelog_topic, encode
 
 log = logging.getLogger("leadstream.worker")

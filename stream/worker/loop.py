@@ -33,14 +33,14 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from stream import metrics
+from stream.pipeline.core import Pipeline
+from stream.pipeline.processor import AccountStep, Record, channel_source
+from stream.pipeline.ticks import TickScheduler
 from stream.scoring import AccountState, Model
 from stream.topics import Topics
 from stream.worker.checkpoint import Checkpoint
 from stream.worker.order import CoPartitionMerge
-from stream.worker.pipeline import Pipeline
-from stream.worker.processor import AccountStep, Record, channel_source
 from stream.worker.stores import Stores
-from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
 IDLE_POLL_MS = 100  # nothing held: how long a fetch may wait for records

@@ -19,14 +19,14 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from stream.pipeline.core import Pipeline
+from stream.pipeline.processor import Emit
+from stream.pipeline.shadow import SHADOW_BYTES, is_shadow
 from stream.scoring import AccountState, LeadState, Model
 from stream.scoring.account import account_engagement
 from stream.settings import Settings
 from stream.store.marks import Held, Holding, SnapshotGuard
 from stream.store.redis import LeadStore
-from stream.worker.pipeline import Pipeline
-from stream.worker.processor import Emit
-from stream.worker.shadow import SHADOW_BYTES, is_shadow
 from stream.worker.stores import Stores
 
 log = logging.getLogger("leadstream.worker")

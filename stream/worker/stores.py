@@ -168,7 +168,7 @@ V = TypeVar("V")
 
 
 class TableView(MutableMapping[K, V], Generic[K, V]):
-    """One table of one partition, as the pipeline reads it (`stream.worker.pipeline.Tables`).
+    """One table of one partition, as the pipeline reads it (`stream.pipeline.core.Tables`).
 
     Written only by the checkpoint, in one batch with the other tables of the partition and
     its changelog offsets: a write through the view would reach RocksDB without a changelog

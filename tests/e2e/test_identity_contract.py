@@ -32,9 +32,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from stream.demo import Processes, wait_http
 from stream.lag import group_lag
+from stream.pipeline.replay import replay_lines
 from stream.scoring import LeadState, default_model, snapshot
 from stream.scoring.events import parse_time, us_to_t
-from stream.scoring.replay import replay_lines
 from stream.settings import WORKER_INPUTS, Settings
 from stream.simulate.sender import basic_auth
 from stream.topics import Topics, ensure_topics

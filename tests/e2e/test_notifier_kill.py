@@ -18,10 +18,10 @@ import pytest
 from stream.demo import Processes, wait_http
 from stream.dev.process import free_port
 from stream.dev.receiver import WebhookReceiver
+from stream.pipeline.handoff import ce_id, handoff_record
 from stream.scoring.explain import Transition
 from stream.settings import Settings
 from stream.topics import Topics
-from stream.worker.handoff import ce_id, handoff_record
 from tests.e2e.conftest import eventually
 from tests.kafka_helpers import produce_records
 

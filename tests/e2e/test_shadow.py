@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from stream.demo import Processes, wait_http
+from stream.pipeline.replay import replay_lines
 from stream.reports.runs import with_thresholds
 from stream.scoring import default_model
-from stream.scoring.replay import replay_lines
 from stream.settings import WORKER_INPUTS, Settings
 from stream.topics import Topics, ensure_topics
 from tests.e2e.test_identity_contract import SECRET, Person, drained, send_all, validators

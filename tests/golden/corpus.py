@@ -32,15 +32,15 @@ import orjson
 
 from stream.bench import events as bench_events
 from stream.collector.directory import plan_keys
+from stream.pipeline.core import Pipeline, Tables
+from stream.pipeline.processor import Emit, Record, channel_source
+from stream.pipeline.replay import replay_lines
+from stream.pipeline.ticks import TickScheduler
 from stream.reports.history import simulated_history
 from stream.scoring import LeadState, Model, default_model
 from stream.scoring.events import format_us, parse_time
 from stream.scoring.identity import Identity
-from stream.scoring.replay import replay_lines
 from stream.topics import CHANNEL_TOPIC, partition_for
-from stream.worker.pipeline import Pipeline, Tables
-from stream.worker.processor import Emit, Record, channel_source
-from stream.worker.ticks import TickScheduler
 
 HERE = Path(__file__).resolve().parent
 DIGESTS = HERE / "digests.json"

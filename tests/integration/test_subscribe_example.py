@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from stream.pipeline.handoff import handoff_record
 from stream.scoring.explain import Transition
 from stream.settings import Settings
 from stream.topics import Topics
-from stream.worker.handoff import handoff_record
 from tests.kafka_helpers import produce_records
 
 pytestmark = pytest.mark.integration

@@ -21,10 +21,10 @@ import orjson
 
 from stream.demo import Processes
 from stream.lag import group_lag
+from stream.pipeline.handoff import ce_id
 from stream.scoring import LeadState, default_model, snapshot, tick
 from stream.settings import Settings
 from stream.topics import Topics
-from stream.worker.handoff import ce_id
 from tests.kafka_helpers import headers_of, read_all
 
 START = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)

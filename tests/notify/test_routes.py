@@ -11,7 +11,7 @@ import pytest
 from stream.errors import SettingsError
 from stream.notify.routes import SLA_BREACHED_TYPE, Routes, is_sales
 from stream.notify.sinks import Handoff
-from stream.worker.handoff import SLA_BREACHED_CE_TYPE
+from stream.pipeline.handoff import SLA_BREACHED_CE_TYPE
 
 from .conftest import make_handoff
 

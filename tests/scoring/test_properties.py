@@ -16,6 +16,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream.pipeline.replay import replay_lines
 from stream.scoring import (
     Event,
     LeadState,
@@ -27,7 +28,6 @@ from stream.scoring import (
     tick,
 )
 from stream.scoring.events import US_PER_DAY, format_us, us_to_t
-from stream.scoring.replay import replay_lines
 
 from .helpers import BASE_US, TRAITS
 

@@ -12,9 +12,9 @@ import jsonschema_rs
 import orjson
 import pytest
 
+from stream.pipeline.replay import ReplayError, ReplayStats, replay_lines, run_replay
 from stream.scoring import Model, snapshot, tick
 from stream.scoring.events import parse_time, us_to_t
-from stream.scoring.replay import ReplayError, ReplayStats, replay_lines, run_replay
 
 from .helpers import at, ev, fold, identify
 

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stream.pipeline.replay import replay_lines
 from stream.scoring import (
     Event,
     LeadState,
@@ -33,7 +34,6 @@ from stream.scoring import (
 from stream.scoring.events import US_PER_DAY, parse_time, t_to_us, us_to_t
 from stream.scoring.explain import Transition
 from stream.scoring.model import sla_us
-from stream.scoring.replay import replay_lines
 from stream.scoring.state import CODEC_VERSION
 
 from .helpers import Run, at, ev, fold, identify, model_with, t_of

@@ -14,12 +14,12 @@ from typing import Any
 import orjson
 
 from stream.collector.directory import plan_keys
+from stream.pipeline.core import Pipeline, Tables
+from stream.pipeline.processor import Emit, Record, channel_source
+from stream.pipeline.ticks import TickScheduler
 from stream.scoring import LeadState, Model, Transition, default_model
 from stream.scoring.identity import Identity
 from stream.topics import partition_for
-from stream.worker.pipeline import Pipeline, Tables
-from stream.worker.processor import Emit, Record, channel_source
-from stream.worker.ticks import TickScheduler
 
 SECRET = "test-identity-secret"
 BY_LEAD = "leads.events.by_lead"

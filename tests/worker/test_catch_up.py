@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from stream.scoring.replay import replay_lines
+from stream.pipeline.replay import replay_lines
 from tests.worker.cluster import CRM, SECRET, VP, WEB, Cluster, email_click, event
 from tests.worker.test_identity import apart
 

@@ -10,12 +10,12 @@ import orjson
 import pytest
 from aiokafka.errors import CommitFailedError, KafkaConnectionError
 
+from stream.pipeline.core import Landing
+from stream.pipeline.processor import Emit, Record
 from stream.scoring import AccountState, LeadState, new_state
 from stream.topics import Topics
 from stream.worker.checkpoint import TP, Checkpoint, Positions, Staged
 from stream.worker.outputs import Outgoing
-from stream.worker.pipeline import Landing
-from stream.worker.processor import Emit, Record
 from stream.worker.stores import Changes
 
 TOPICS = Topics("t.", 4)

@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from stream.pipeline.replay import replay_lines
 from stream.scoring import snapshot, tick
 from stream.scoring.identity import EMAIL_PREFIX, Identity, email_digest
-from stream.scoring.replay import replay_lines
 from stream.scoring.state import seen_before
 from stream.topics import partition_for
 from tests.worker.cluster import CRM, EMAIL, SECRET, VP, WEB, Cluster, email_click, event

@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 
+from stream.pipeline.cloudevent import binary_headers, event_id
 from stream.scoring import Transition
 from stream.scoring.events import t_to_us
 from stream.scoring.stages import SLA_BREACHED
 from stream.times import format_us
-from stream.worker.cloudevent import binary_headers, event_id
 
 CE_TYPE = "leadstream.lead.stage_changed.v1"
 SLA_BREACHED_CE_TYPE = "leadstream.lead.sla_breached.v1"

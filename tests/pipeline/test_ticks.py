@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.worker.ticks import TickScheduler, due_key
+from stream.pipeline.ticks import TickScheduler, due_key
 
 
 def test_fires_after_the_instant_not_at_it() -> None:
@@ -45,7 +45,7 @@ def test_an_instant_inside_a_minute_is_filed_at_the_next_minute() -> None:
 
 
 def test_the_schedule_waits_for_the_batch_and_a_dropped_batch_leaves_it_due() -> None:
-    from stream.worker.staging import StagedMapping
+    from stream.pipeline.staging import StagedMapping
 
     table: dict[str, str] = {}
     TickScheduler(table).schedule(3, "u1", 10.0)

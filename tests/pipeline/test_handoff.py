@@ -10,10 +10,7 @@ import orjson
 import pytest
 import yaml
 
-from stream.scoring import LeadState, Model, Transition
-from stream.scoring.events import parse_time, us_to_t
-from stream.scoring.model import MODELS_DIR, parse_model
-from stream.worker.handoff import (
+from stream.pipeline.handoff import (
     CE_TYPE,
     SLA_BREACHED_CE_TYPE,
     ce_id,
@@ -21,7 +18,10 @@ from stream.worker.handoff import (
     handoff_data,
     handoff_record,
 )
-from stream.worker.processor import Emit
+from stream.pipeline.processor import Emit
+from stream.scoring import LeadState, Model, Transition
+from stream.scoring.events import parse_time, us_to_t
+from stream.scoring.model import MODELS_DIR, parse_model
 from tests.worker.cluster import CRM, Cluster
 
 TRANSITION = Transition(

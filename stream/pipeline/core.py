@@ -1,6 +1,6 @@
 """The worker's pipeline for every input record: identity, merges, scoring. No Kafka, no Faust.
 
-The Faust agent (`stream/worker/app.py`) and `leadstream replay` (`stream/scoring/replay.py`)
+The Faust agent (`stream/worker/app.py`) and `leadstream replay` (`stream/pipeline/replay.py`)
 both drive this class, so replay of the channel topics equals the live worker by construction.
 
 A channel record arrives in the home partition of the person it belongs to (the collector
@@ -19,7 +19,7 @@ unacknowledged, and processed right after the merge. A merge that waits longer t
 when it comes. Nothing is dropped.
 
 Records produced by one record are returned as an `Emit`; table writes are staged
-(`stream/worker/staging.py`) until the batch has landed.
+(`stream/pipeline/staging.py`) until the batch has landed.
 """
 
 from __future__ import annotations
@@ -36,6 +36,13 @@ import orjson
 
 from stream import metrics
 from stream.deadletters.record import Headers
+from stream.pipeline.handoff import handoff_record
+from stream.pipeline.processor import Emit, Record, dead_letter, header
+from stream.pipeline.shadow import SHADOW_KEY, Shadow, is_shadow
+from stream.pipeline.shadow import count as count_by_model
+from stream.pipeline.staging import Staged
+from stream.pipeline.states import EncodedStates, MemoryStates
+from stream.pipeline.ticks import TickScheduler
 from stream.scoring import (
     Event,
     LeadState,
@@ -52,13 +59,6 @@ from stream.scoring import (
 from stream.scoring.events import EventError, parse_time
 from stream.scoring.identity import Identity, Pull, Resolution, is_visitor
 from stream.scoring.state import seen_before
-from stream.worker.handoff import handoff_record
-from stream.worker.processor import Emit, Record, dead_letter, header
-from stream.worker.shadow import SHADOW_KEY, Shadow, is_shadow
-from stream.worker.shadow import count as count_by_model
-from stream.worker.staging import Staged
-from stream.worker.states import EncodedStates, MemoryStates
-from stream.worker.ticks import TickScheduler
 
 log = logging.getLogger("leadstream.worker")
 SCORING_SECONDS = metrics.PROCESSING_DURATION.labels(agent="scoring")

@@ -1,6 +1,6 @@
 """The worker's records and what one step returns, apart from Faust; the account step.
 
-Faust hands records in; the pipeline (`stream/worker/pipeline.py`) decides what to write where
+Faust hands records in; the pipeline (`stream/pipeline/core.py`) decides what to write where
 and returns it as plain values (`Emit`), so the Faust agents stay a few lines each and the
 logic is testable alone.
 """
@@ -17,10 +17,10 @@ import orjson
 
 from stream import metrics
 from stream.deadletters.record import Headers, deadletter_headers
+from stream.pipeline.cloudevent import binary_headers, event_id
 from stream.scoring import Event, Model, Transition
 from stream.scoring.account import AccountState, AccountUpdate, ContactUpdate, update_account
 from stream.scoring.events import format_us
-from stream.worker.cloudevent import binary_headers, event_id
 
 log = logging.getLogger("leadstream.worker")
 

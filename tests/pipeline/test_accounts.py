@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
+from stream.pipeline.processor import AccountStep, Record
 from stream.scoring import ContactUpdate, contact_update, default_model, new_state
 from stream.scoring.events import parse_time
-from stream.worker.processor import AccountStep, Record
 
 
 def update(lead: str, engagement: float, fit: float | None = 45.0) -> Record:

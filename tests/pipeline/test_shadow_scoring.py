@@ -9,11 +9,11 @@ from typing import Any
 import orjson
 
 from stream.jsonschemas import validator
+from stream.pipeline.replay import replay_lines
+from stream.pipeline.shadow import SHADOW_BYTES
 from stream.reports.history import simulated_history
 from stream.reports.runs import with_thresholds
 from stream.scoring import default_model
-from stream.scoring.replay import replay_lines
-from stream.worker.shadow import SHADOW_BYTES
 from tests.worker.cluster import CRM, EMAIL, SECRET, WEB, Cluster
 
 TOPIC = {"web": WEB, "product": WEB, "email": EMAIL, "crm": CRM, "social": "leads.events.social"}

@@ -1,7 +1,7 @@
 """`leadstream replay`: the worker's own pipeline over in-memory tables, fed a file of events.
 
 Each line is a canonical event as the collector wrote it to a channel topic; file order is the
-order the collector accepted them. The lines go through `stream.worker.pipeline.Pipeline` —
+order the collector accepted them. The lines go through `stream.pipeline.core.Pipeline` —
 the same identity step (visitors, identifies, merges, conflicts) and scoring step as the live
 worker — with one partition, so every lead is at home and no record needs to travel. Replay
 of the channel topics therefore equals the live worker by construction; the worker's
@@ -15,22 +15,22 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import orjson
 
 from stream.errors import LeadstreamError
 from stream.gcpolicy import quiet_collector, settle
+from stream.pipeline.core import Pipeline, Tables
+from stream.pipeline.processor import Record, channel_source
+from stream.pipeline.ticks import TickScheduler
 from stream.scoring.engine import tick
 from stream.scoring.events import EPOCH, Event, EventError, format_us, parse_time, us_to_t
 from stream.scoring.explain import Transition, snapshot
 from stream.scoring.identity import DEV_IDENTITY_SECRET, Identity
 from stream.scoring.model import Model, load_model
 from stream.scoring.state import LeadState
-
-if TYPE_CHECKING:
-    from stream.worker.pipeline import Pipeline
-    from stream.worker.processor import Record
+from stream.topics import CHANNEL_TOPIC, partition_for
 
 LAND_EVERY = 2000  # lines between landings of staged writes (reads see them either way)
 BY_LEAD = "leads.events.by_lead"
@@ -101,8 +101,6 @@ def _replay(
     states: dict[str, LeadState] | None,
     secret: str,
 ) -> Iterator[dict[str, Any]]:
-    from stream.worker.processor import Record
-
     report = on_error or _stderr
     stats = stats if stats is not None else ReplayStats()
     until_us = None if until is None else _to_us(until)
@@ -175,10 +173,6 @@ def replay_pipeline(
     """The worker's pipeline as replay runs it: one partition (every lead at home), tables in
     memory (`leads` fills with the states), merges that never time out, lead ids on lines
     trusted, no per-record metrics or output records. `on_state` sees each state kept."""
-    from stream.topics import partition_for
-    from stream.worker.pipeline import Pipeline, Tables
-    from stream.worker.ticks import TickScheduler
-
     aliases: dict[str, str] = {}
     merges: dict[str, str] = {}
     return Pipeline(
@@ -201,9 +195,6 @@ class ReplayInputs:
         self.inputs: dict[str | None, tuple[str, int]] = {}  # channel -> topic, watermark id
 
     def record(self, number: int, body: dict[str, Any], event: Event) -> Record:
-        from stream.topics import CHANNEL_TOPIC
-        from stream.worker.processor import Record, channel_source
-
         where = self.inputs.get(event.channel)
         if where is None:
             topic = f"leads.events.{CHANNEL_TOPIC.get(str(event.channel), 'web')}"

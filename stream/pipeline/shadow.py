@@ -24,6 +24,9 @@ from typing import Any
 import orjson
 
 from stream import metrics
+from stream.pipeline.processor import Emit
+from stream.pipeline.states import EncodedStates, MemoryStates
+from stream.pipeline.ticks import TickScheduler
 from stream.scoring import (
     Event,
     LeadState,
@@ -36,9 +39,6 @@ from stream.scoring import (
 )
 from stream.scoring.model import load_model
 from stream.settings import Settings
-from stream.worker.processor import Emit
-from stream.worker.states import EncodedStates, MemoryStates
-from stream.worker.ticks import TickScheduler
 
 SHADOW_KEY = "\x00shadow:"
 SHADOW_BYTES = SHADOW_KEY.encode()

@@ -2,7 +2,7 @@
 
 Decoding a state costs more than scoring the event that needs it, and a busy lead is read by
 many records of one batch, so decoded states are kept. What the pipeline changes is staged
-(readable at once, written when the caller lands the batch, as `stream/worker/staging.py`
+(readable at once, written when the caller lands the batch, as `stream/pipeline/staging.py`
 explains); what it has landed stays decoded in a bounded cache.
 
 A cached state is *lent* to the pipeline while a batch uses it: the engine mutates states in

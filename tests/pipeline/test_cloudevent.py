@@ -6,11 +6,11 @@ import uuid
 
 import orjson
 
+from stream.pipeline.cloudevent import binary_headers
+from stream.pipeline.handoff import ce_id, handoff_record
+from stream.pipeline.processor import AccountStep, Record
 from stream.scoring import ContactUpdate, default_model
-from stream.worker.cloudevent import binary_headers
-from stream.worker.handoff import ce_id, handoff_record
-from stream.worker.processor import AccountStep, Record
-from tests.worker.test_handoff import TRANSITION
+from tests.pipeline.test_handoff import TRANSITION
 
 REQUIRED = ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_subject", "ce_time"]
 NAMESPACE = uuid.UUID("6f1b7a52-3c1e-4b7e-9a43-5d1f0c2a8e11")  # published ids depend on it
