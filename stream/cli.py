@@ -129,7 +129,7 @@ def collector(port: int | None, host: str | None) -> None:
 @click.option("--data-dir", help="State directory (LEADSTREAM_DATA_DIR).")
 @click.option("--model", "model_path", help="Scoring model file (LEADSTREAM_MODEL_PATH).")
 def worker(data_dir: str | None, model_path: str | None) -> None:
-    """Run the Faust scoring worker (identity, scoring, handoffs, Redis snapshots)."""
+    """Run the scoring worker (identity, scoring, handoffs, Redis snapshots)."""
     from stream.worker.app import run
 
     run(_settings(data_dir=data_dir, model_path=model_path))

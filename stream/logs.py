@@ -40,8 +40,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def dict_config(settings: Settings) -> dict[str, Any]:
-    """A `logging.config.dictConfig` for the settings' level and format (also what the worker
-    hands to Faust's Worker, which would install its own handler otherwise)."""
+    """A `logging.config.dictConfig` for the settings' level and format (also what the bench
+    hands to the P-faust baseline's Faust Worker, which would install its own handler)."""
     formatter: dict[str, Any] = (
         {"()": JsonFormatter} if settings.log_format == "json" else {"format": TEXT_FORMAT}
     )

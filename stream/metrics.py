@@ -135,17 +135,6 @@ MODEL_TRANSITIONS = Counter(
 IDENTITY_MERGES = LoopCounter(
     "leadstream_identity_merges_total", "Anonymous histories joined to a known lead.", ["kind"]
 )
-BATCHES_DROPPED = Counter(
-    "leadstream_worker_batches_dropped_total",
-    "Batches processed under an assignment that ended before they landed (a rebalance or a "
-    "stop): not written, not acknowledged, read again by the partitions' owner.",
-)
-REFETCHES = Counter(
-    "leadstream_worker_refetches_total",
-    "Input partitions sought back because records Faust had fetched never reached the agent "
-    "(stream/worker/gapguard.py); reason hole, stall or commit (processed, commit stuck).",
-    ["reason"],
-)
 MERGES_WAITING = Gauge(
     "leadstream_worker_merges_waiting",
     "Leads whose identify waits for a visitor history from another partition; their later "
@@ -248,7 +237,6 @@ CLOSED_LABELS: tuple[tuple[Counter, tuple[tuple[str, ...], ...]], ...] = (
     (EVENTS_UNMAPPED, (("browser",), ("server",), ("webhook",))),
     (EVENTS_PROCESSED, (("applied",), ("duplicate",), ("parked",), ("dead_letter",))),
     (IDENTITY_MERGES, (("handover",), ("merge",), ("conflict",))),
-    (REFETCHES, (("hole",), ("stall",), ("commit",))),
     (ORDER_HELD, (("ready",), ("timeout",))),
 )
 for _counter, _values in CLOSED_LABELS:

@@ -14,7 +14,12 @@ from stream.redact import redact_url
 from stream.times import parse_duration
 
 ENV_PREFIX = "LEADSTREAM_"
-WORKER_INPUTS = ("stream", "batch")
+REMOVED = {
+    "LEADSTREAM_WORKER_INPUT": "the worker has one input path now, the consume loop with its "
+    "own stores (docs/worker.md); it keeps the state the Faust path left in the changelogs",
+    "LEADSTREAM_WORKER_BATCH_MAX": "it sized the Faust path's batches; the consume loop's "
+    "checkpoint is sized by LEADSTREAM_WORKER_CHECKPOINT_MAX",
+}
 PROCESSES = ("collector", "worker", "notifier")
 
 
@@ -91,7 +96,7 @@ class Settings:
         "How long the collector waits for Kafka acks before answering 503.", default=10.0
     )
 
-    worker_port: int = _doc("Worker web port (Faust web: /metrics).", default=6066)
+    worker_port: int = _doc("Worker web port (/metrics, /healthz, /readyz).", default=6066)
     data_dir: str = _doc("Worker state directory (RocksDB tables).", default=".leadstream/worker")
     model_path: str = _doc(
         "Scoring model file; empty means the packaged default-b2b model.", default=""
@@ -106,21 +111,8 @@ class Settings:
     rocksdb_write_buffer_mib: int = _doc(
         "RocksDB write buffer per table partition, MiB.", default=8
     )
-    worker_input: str = _doc(
-        "How the worker reads its channel topics and leads.events.by_lead: `stream`, Faust's "
-        "per-record agent with Faust's tables; or `batch`, the consume loop with its own "
-        "stores and checkpoint (docs/worker.md). Both keep state in the same changelog "
-        "topics and commit in the same consumer group: stop every worker of a deployment, "
-        "then start them all with the new value (a group refuses a mix).",
-        default="stream",
-    )
-    worker_batch_max: int = _doc(
-        "Most records the worker lands as one batch (produced, acknowledged and written to "
-        "its tables together) while more are waiting; with none waiting it lands at once.",
-        default=500,
-    )
     worker_checkpoint_max: int = _doc(
-        "Batch input path: most records processed before a checkpoint lands (outputs, "
+        "Most records processed before a checkpoint lands (outputs, "
         "changelog records, stores, offsets) while more are waiting; with none waiting it "
         "lands at once. Larger shares the acknowledgement round trips across more records.",
         default=5000,
@@ -400,17 +392,9 @@ class Settings:
             )
         if self.log_format not in ("text", "json"):
             raise SettingsError(f"{ENV_PREFIX}LOG_FORMAT={self.log_format!r}: want text or json")
-        if self.worker_input not in WORKER_INPUTS:
-            raise SettingsError(
-                f"{ENV_PREFIX}WORKER_INPUT={self.worker_input!r}: want {' or '.join(WORKER_INPUTS)}"
-            )
         if self.worker_checkpoint_max < 1:
             raise SettingsError(
                 f"{ENV_PREFIX}WORKER_CHECKPOINT_MAX={self.worker_checkpoint_max}: want 1 or more"
-            )
-        if self.worker_batch_max < 1:
-            raise SettingsError(
-                f"{ENV_PREFIX}WORKER_BATCH_MAX={self.worker_batch_max}: want 1 or more"
             )
         if self.partitions < 1:
             raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: want 1 or more")
@@ -578,7 +562,9 @@ def check_environment(environ: Mapping[str, str]) -> list[str]:
     """
     fields = {ENV_PREFIX + f.name.upper(): f for f in dataclasses.fields(Settings)}
     problems = [
-        f"{name} is not a setting: fix the name or remove it"
+        f"{name} is no longer a setting ({REMOVED[name]}): remove it"
+        if name in REMOVED
+        else f"{name} is not a setting: fix the name or remove it"
         for name in sorted(environ)
         if name.startswith(ENV_PREFIX) and name not in fields
     ]

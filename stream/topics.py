@@ -97,11 +97,10 @@ class Topics:
 async def ensure_topics(settings: Settings, compacted: tuple[str, ...] = ()) -> None:
     """Create missing topics with the expected partition counts; refuse a mismatch loudly.
 
-    Faust refuses a table whose changelog and source differ in partitions, so a topic that was
-    auto-created with another count would break the worker much later: we check it here.
+    A person's inputs, by-lead records and stores share a partition number, so a topic that
+    was auto-created with another count would break the worker much later: we check it here.
     `compacted` names more co-partitioned topics, created compacted (the worker's table
-    changelogs: Faust would create them on first use, but workers starting together raced
-    there, and one wrote to a changelog its metadata did not have yet and crashed).
+    changelogs, created here before any worker writes to them).
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError

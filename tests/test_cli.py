@@ -92,6 +92,7 @@ def test_for_without_check_is_a_usage_error() -> None:
         ({"LEADSTREAM_PARTITIONS": "many"}, "LEADSTREAM_PARTITIONS='many': want a int"),
         ({"LEADSTREAM_PARTITIONS": "0"}, "LEADSTREAM_PARTITIONS=0: want 1 or more"),
         ({"LEADSTREAM_KAFKA_BOOTSRAP": "k:9092"}, "LEADSTREAM_KAFKA_BOOTSRAP is not a setting"),
+        ({"LEADSTREAM_WORKER_INPUT": "stream"}, "LEADSTREAM_WORKER_INPUT is no longer a setting"),
     ],
 )
 def test_settings_check_fails_on_a_bad_value(env: dict[str, str], named: str) -> None:

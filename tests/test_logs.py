@@ -46,8 +46,8 @@ def test_text_stays_readable() -> None:
     assert "WARNING aiokafka.consumer: coordinator 1 dead" in lines[0]
 
 
-def test_the_worker_hands_its_json_logging_to_faust() -> None:
-    from stream.worker.app import create_app, faust_worker
+def test_the_faust_baseline_gets_our_json_logging() -> None:
+    from stream.bench.pfaust import create_app, faust_worker
 
     settings = Settings.from_env(environ={}, log_format="json", identity_secret="x" * 32)
     worker = faust_worker(create_app(settings), settings)
@@ -65,7 +65,7 @@ def test_an_unknown_format_is_refused() -> None:
 FAUST_LOGGING = """
 import logging
 from stream.settings import Settings
-from stream.worker.app import create_app, faust_worker
+from stream.bench.pfaust import create_app, faust_worker
 settings = Settings.from_env()
 worker = faust_worker(create_app(settings), settings)
 worker._setup_logging()  # what Faust's Worker does as it starts

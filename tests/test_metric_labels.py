@@ -32,7 +32,7 @@ def fresh_exposition() -> str:
         'leadstream_events_unmapped_total{kind="webhook"} 0.0',
         'leadstream_worker_events_total{outcome="dead_letter"} 0.0',
         'leadstream_identity_merges_total{kind="conflict"} 0.0',
-        'leadstream_worker_refetches_total{reason="hole"} 0.0',
+        'leadstream_worker_order_released_total{why="timeout"} 0.0',
     ],
 )
 def test_closed_label_sets_start_at_zero(sample: str) -> None:

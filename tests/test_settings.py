@@ -33,7 +33,6 @@ def test_environment_and_flags() -> None:
         ({"LEADSTREAM_WRITE_KEYS": "abc"}, r"entry 1 of 1 has no '=': want key=source"),
         ({"LEADSTREAM_ALLOW_PRIVATE_URLS": "maybe"}, r"want a bool"),
         ({"LEADSTREAM_LOG_LEVEL": "loud"}, r"want debug, info"),
-        ({"LEADSTREAM_WORKER_INPUT": "batches"}, r"WORKER_INPUT='batches': want stream or batch"),
     ],
 )
 def test_bad_values_are_named(env: dict[str, str], message: str) -> None:

@@ -24,7 +24,7 @@ from stream.bench.report import build, git_commit, machine, render
 from stream.dev import DevEnvironment
 from stream.dev.process import free_port
 from stream.errors import LeadstreamError
-from stream.settings import WORKER_INPUTS, Settings
+from stream.settings import Settings
 
 PHASES = (
     "pipeline",
@@ -59,9 +59,6 @@ QUICK = (12_000, 5_000, 8.0, 240.0, 3.0, 5.0)
 @click.option("--bootstrap", help="Use this running Kafka instead of starting one.")
 @click.option("--redis-url", help="Use this running Redis instead of starting one.")
 @click.option("--keep-work", is_flag=True, help="Keep the work directory (logs, state, file).")
-@click.option("--worker-input", type=click.Choice(WORKER_INPUTS),
-              help="The workers' input path (LEADSTREAM_WORKER_INPUT): Faust's per-record "
-                   "stream or the batch loop.")  # fmt: skip
 @click.option("--shadow-model", type=click.Path(exists=True, dir_okay=False),
               help="Score this candidate beside the live model (LEADSTREAM_SHADOW_MODEL) in "
                    "the pipeline and worker phases: what shadow scoring costs.")  # fmt: skip
@@ -74,7 +71,6 @@ def bench(
     bootstrap: str | None,
     redis_url: str | None,
     keep_work: bool,
-    worker_input: str | None,
     shadow_model: str | None,
 ) -> None:
     """Measure B0, P-faust and the worker side by side, the collector's HTTP ingest and the
@@ -92,9 +88,7 @@ def bench(
 
         # dev credentials (no defaults any more): the bench runs its own collector and receiver
         base = with_dev_credentials(
-            Settings.from_env(
-                log_level="warning", worker_input=worker_input, shadow_model=shadow_model
-            )
+            Settings.from_env(log_level="warning", shadow_model=shadow_model)
         )
     except LeadstreamError as exc:
         raise click.ClickException(str(exc)) from None
@@ -136,7 +130,6 @@ def bench(
         "file_leads": plan.file_leads,
         "leads": n_leads,
         "partitions": base.partitions,
-        "worker_input": base.worker_input,
         "shadow_model": base.shadow_model or None,
         "errors": {},
     }

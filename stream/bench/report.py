@@ -113,8 +113,7 @@ def render(report: dict[str, Any]) -> str:
         f"machine: {m['cores']} cores, {m['ram_gib']} GiB RAM, {m['cpu']}; Python {m['python']}; "
         f"Kafka {m['kafka']}; load average at start {m['load_avg_at_start']:.2f}",
         f"file: {h['events']:,} events over {h['file_leads']:,} leads (Zipf-like), "
-        f"partitions {h['partitions']}; state: {h['leads']:,} distinct leads; "
-        f"worker input {h.get('worker_input', 'stream')}",
+        f"partitions {h['partitions']}; state: {h['leads']:,} distinct leads",
         "",
     ]
     if pipe := p.get("pipeline"):

@@ -1,7 +1,8 @@
-"""The worker's pipeline for every input record: identity, merges, scoring. No Kafka, no Faust.
+"""The worker's pipeline for every input record: identity, merges, scoring. No Kafka.
 
-The Faust agent (`stream/worker/app.py`) and `leadstream replay` (`stream/pipeline/replay.py`)
-both drive this class, so replay of the channel topics equals the live worker by construction.
+The worker's consume loop (`stream/worker/loop.py`) and `leadstream replay`
+(`stream/pipeline/replay.py`) both drive this class, so replay of the channel topics equals
+the live worker by construction.
 
 A channel record arrives in the home partition of the person it belongs to (the collector
 keys it so, `stream/collector/directory.py`). The identity step decides its lead
@@ -77,16 +78,6 @@ class Tables:
     merges: Callable[[int], MutableMapping[str, str]]
     memory: dict[str, LeadState] | None = None
     """States as objects by lead id, never encoded (replay): used instead of `states`."""
-
-    @classmethod
-    def shared(
-        cls,
-        aliases: MutableMapping[str, str],
-        states: MutableMapping[bytes, bytes],
-        merges: MutableMapping[str, str],
-    ) -> Tables:
-        """One table object for every partition (Faust's tables, or a one-partition replay)."""
-        return cls(lambda _p: aliases, lambda _p: states, lambda _p: merges)
 
 
 @dataclass
@@ -164,7 +155,8 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - one bad record must never stop the partition
             stage = "worker" if record.topic == self.by_lead_topic else "identity"
             emit.deadletters.append(dead_letter(record, exc, stage))
-            emit.done.append(record)
+            if all(done is not record for done in emit.done):  # finished once, not twice
+                emit.done.append(record)
         if self.records:
             SCORING_SECONDS.observe(time.perf_counter() - started)
         return emit
@@ -230,7 +222,8 @@ class Pipeline:
         return landing
 
     def write_landing(self, landing: Landing) -> None:
-        """Apply a landing to plain tables (replay, tests); the worker writes Faust's."""
+        """Apply a landing to plain tables (replay, tests); the worker's checkpoint writes
+        its stores and changelogs instead."""
         self.states.write(landing.states)
         self.aliases.write(landing.aliases)
         self.merges.write(landing.merges)
@@ -341,17 +334,15 @@ class Pipeline:
         if control == "event":
             self._forwarded(record, body, emit)
             return
+        if control not in ("pull", "merged", "clock", "wake"):
+            raise TypeError(f"unknown by-lead record control {control!r}")
         emit.done.append(record)
         if control == "pull":
             self._on_pull(record, body, emit)
         elif control == "merged":
             self._on_merged(record, body, emit)
-        elif control == "clock":
-            self._fire_ticks(record, int(float(body["t"]) * 86_400_000_000), emit)
-        elif control == "wake":
-            emit.extend(self.expire(record.partition))
-        else:
-            raise TypeError(f"unknown by-lead record control {control!r}")
+        # `clock` and `wake` were written by the Faust path of earlier releases to run its
+        # timers through the partition; the loop's own timers do that now: one left is done.
 
     def _forwarded(self, record: Record, body: dict[str, Any], emit: Emit) -> None:
         event = body["event"]

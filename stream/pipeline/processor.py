@@ -1,7 +1,7 @@
-"""The worker's records and what one step returns, apart from Faust; the account step.
+"""The worker's records and what one step returns, apart from Kafka; the account step.
 
-Faust hands records in; the pipeline (`stream/pipeline/core.py`) decides what to write where
-and returns it as plain values (`Emit`), so the Faust agents stay a few lines each and the
+The consume loop hands records in; the pipeline (`stream/pipeline/core.py`) decides what to
+write where and returns it as plain values (`Emit`), so the loop only moves records and the
 logic is testable alone.
 """
 
@@ -27,7 +27,7 @@ log = logging.getLogger("leadstream.worker")
 
 @dataclass(slots=True)
 class Record:
-    """One consumed Kafka record, as the consume loop (or Faust) hands it over."""
+    """One consumed Kafka record, as the consume loop hands it over."""
 
     topic: str
     partition: int
@@ -41,7 +41,6 @@ class Record:
     # A body that never left the process comes parsed (a by-lead record; a replay line);
     # `value` may then be empty.
     body: dict[str, Any] | None = None
-    ref: Any = None  # the consumer's own handle (Faust's event), to acknowledge it
     fetched_ms: int = 0  # when its partition was last fetched as it arrived (wall clock, ms)
     # The channel event already checked and built from `body` (replay reads each line once).
     event: Event | None = None

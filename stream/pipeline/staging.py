@@ -5,9 +5,8 @@ once every record the batch produced is acknowledged: if a state write landed an
 did not, the repeated record would be a no-op after a crash (its offset is below the lead's
 watermark) and the handoff would be lost.
 
-Every write belongs to a partition. In the worker all partitions share one Faust table, which
-picks the partition's store from the current event; in replay and in tests each partition may
-have a plain dict of its own (`table_for`).
+Every write belongs to a partition: in the worker each partition's table is a view of that
+partition's store; in replay and in tests a plain dict (`table_for`).
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ def due_key(partition: int, t_days: float) -> str:
 
 
 class TickScheduler:
-    """`due` maps `<partition>:<minute>` to a JSON list of lead ids (a string: Faust tables
-    hold plain str/bytes or its own models)."""
+    """`due` maps `<partition>:<minute>` to a JSON list of lead ids (a string: the format the
+    `tick_due` changelog has always held)."""
 
     def __init__(self, due: MutableMapping[str, str]):
         self.due = due

@@ -4,8 +4,9 @@ A person's records of every channel topic, their by-lead records and the tables 
 their state share one partition number; the worker that owns number n must get partition n
 of every input topic. Kafka's range assignor happens to do that when all topics have the same
 partition count; this assignor says it outright, refuses (logs and leaves out) partitions that
-only some topics have, and has a protocol name of its own, so a group of Faust workers (whose
-assignor is "faust") refuses a batch worker instead of splitting partitions with it.
+only some topics have, and has a protocol name of its own, so a group with Faust-based workers
+of earlier releases (whose assignor is "faust") refuses this worker instead of splitting
+partitions with them.
 """
 
 from __future__ import annotations

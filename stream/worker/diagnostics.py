@@ -49,7 +49,7 @@ def install_task_dump(
     loops: Callable[[], list[asyncio.AbstractEventLoop]], state: Callable[[], str]
 ) -> None:
     """Within the running loop: SIGUSR1 logs `state()` and the tasks of this loop and of
-    `loops()` (Faust's consumer runs in a thread with a loop of its own)."""
+    `loops()` (other event loops of the process, in threads of their own)."""
     try:
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks, loops, state)
     except (NotImplementedError, RuntimeError, ValueError):

@@ -1,8 +1,8 @@
 """Lead and account snapshots in Redis, for the lead API: coalesced, written every 200 ms
 (up to every 2 s while flushes are slow: a draining worker).
 
-Both input paths feed it: the per-record path as it processes, the batch path after each
-checkpoint's commit (a snapshot never shows a score the worker could still lose). With
+The worker feeds it after each checkpoint's commit (a snapshot never shows a score the worker
+could still lose). With
 LEADSTREAM_SNAPSHOT_MARKS every flush also reads the snapshot marks of the partitions the
 worker holds, in the same round trip as its writes, and writes back every lead of a partition
 whose mark Redis lost (stream/store/marks.py): the lead API answers 503 meanwhile, not 404.
@@ -144,8 +144,7 @@ async def flush_forever(
     """Flush, then wait: `interval`, or longer when flushes take long (Redis busy, thousands
     of dirty leads while the worker drains a backlog): at most about FLUSH_SHARE of the time
     goes to flushing, and the longer wait coalesces more writes of the same leads. A slow
-    flush delays the next one instead of overlapping it (a Faust timer logged "Timer
-    flush_redis is overlapping" for every flush that took longer than its interval)."""
+    flush delays the next one instead of overlapping it."""
     wait = interval
     while True:
         await asyncio.sleep(wait)
@@ -155,7 +154,7 @@ async def flush_forever(
 
 
 class StoreHeld:
-    """The batch path's state as the snapshot guard reads it: its partition stores.
+    """The worker's state as the snapshot guard reads it: its partition stores.
 
     Read a chunk at a time, each with an iterator of its own that is gone before the guard
     awaits: a rebalance may close a store meanwhile, which ends the restore (LookupError)
@@ -196,39 +195,3 @@ class StoreHeld:
                 return
             yield from chunk
             after = chunk[-1][0]
-
-
-class FaustHeld:
-    """The per-record path's state as the snapshot guard reads it: Faust's tables.
-
-    Faust's tables are read as a whole (every active partition at once; they have no public
-    per-partition view), so a restore writes back every lead the worker holds.
-    """
-
-    def __init__(
-        self, app: Any, states: Any, accounts: Any, inputs: Collection[str], scoring: Pipeline
-    ) -> None:
-        self.app = app
-        self.states = states
-        self.account_table = accounts
-        self.inputs = frozenset(inputs)
-        self.scoring = scoring
-
-    def holding(self) -> Holding | None:
-        app = self.app
-        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():
-            return None
-        actives = app.assignor.assigned_actives()
-        partitions = frozenset(tp.partition for tp in actives if tp.topic in self.inputs)
-        return Holding((app.consumer_generation_id, partitions), partitions)
-
-    def leads(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
-        snapshot, decode = self.scoring.snapshot, LeadState.decode
-        for key, value in self.states.items():
-            if not key.startswith(SHADOW_BYTES):
-                yield snapshot(decode(value))
-
-    def accounts(self, partitions: Collection[int]) -> Iterator[Mapping[str, Any]]:
-        model = self.scoring.model
-        for _key, value in self.account_table.items():
-            yield account_snapshot(AccountState.decode(value), model)

@@ -1,10 +1,9 @@
 """The batch worker's own state: one RocksDB per partition it owns, a column family per table.
 
 Keys and values are stored as the bytes of the tables' changelog records, in the format the
-per-record (Faust) path writes there: raw bytes for `lead_state` and `accounts`, JSON strings
-for `aliases`, `merges` and `tick_due` (Faust's `json` codec, orjson underneath). So a store is
-restored from the same compacted changelog topics either path writes, and an operator can
-switch `LEADSTREAM_WORKER_INPUT` without losing state (tests/integration/test_worker_switch.py).
+Faust-based worker of earlier releases wrote there: raw bytes for `lead_state` and `accounts`,
+JSON strings for `aliases`, `merges` and `tick_due` (Faust's `json` codec, orjson underneath).
+So an upgraded worker restores the state its predecessor left in the changelog topics.
 
 Each store keeps, in the same write batch as the data, the changelog offset it has applied per
 table: a store that survived a restart reads only what was written to its changelogs after
@@ -31,7 +30,8 @@ Changes = dict[str, dict[bytes, bytes | None]]  # table -> key -> value (None de
 
 
 def changelog_topic(prefix: str, table: str) -> str:
-    """A table's changelog topic, named as Faust names it for the per-record path's app."""
+    """A table's changelog topic, named as Faust named it for the worker of earlier releases
+    (kept: an upgrade finds its state there)."""
     return f"{prefix}leadstream-worker-{table}-changelog"
 
 

@@ -170,15 +170,6 @@ def test_quick_bench_measures_both_baselines(base_settings: Settings, tmp_path: 
         _numbers(phase)
 
 
-def test_quick_bench_drains_the_batch_worker(base_settings: Settings, tmp_path: Path) -> None:
-    report = _run_bench(base_settings, tmp_path, "--phases", "worker", "--worker-input", "batch")
-    assert report["header"]["worker_input"] == "batch"
-    phase = report["phases"]["worker"]
-    assert phase["events_per_s"] > 0 and phase["events"] > 0
-    _numbers(phase)
-
-
-@pytest.mark.e2e
 def test_quick_bench_report_is_complete(base_settings: Settings, tmp_path: Path) -> None:
     report = _run_bench(base_settings, tmp_path)
     phases = report["phases"]

@@ -35,7 +35,7 @@ from stream.lag import group_lag
 from stream.pipeline.replay import replay_lines
 from stream.scoring import LeadState, default_model, snapshot
 from stream.scoring.events import parse_time, us_to_t
-from stream.settings import WORKER_INPUTS, Settings
+from stream.settings import Settings
 from stream.simulate.sender import basic_auth
 from stream.topics import Topics, ensure_topics
 from tests.e2e.test_real_clients import sendgrid_post
@@ -50,12 +50,6 @@ VP = {"title": "VP Engineering", "seniority": "vp", "employees": 800, "industry"
 STUDENT = {"title": "Student", "seniority": "student"}
 PAGES = ["/", "/blog/why", "/product/tour", "/pricing", "/features/api", "/careers"]
 PEOPLE = 240
-
-
-@pytest.fixture(params=WORKER_INPUTS)
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """The contract holds with each input path (`LEADSTREAM_WORKER_INPUT`)."""
-    return settings.replace(worker_input=request.param)
 
 
 def validators() -> dict[str, jsonschema_rs.Validator]:

@@ -26,19 +26,13 @@ from stream.demo import Processes, wait_http
 from stream.pipeline.replay import replay_lines
 from stream.reports.runs import with_thresholds
 from stream.scoring import default_model
-from stream.settings import WORKER_INPUTS, Settings
+from stream.settings import Settings
 from stream.topics import Topics, ensure_topics
 from tests.e2e.test_identity_contract import SECRET, Person, drained, send_all, validators
 from tests.kafka_helpers import headers_of, read_all
 
 pytestmark = pytest.mark.e2e
 PEOPLE = 120
-
-
-@pytest.fixture(params=WORKER_INPUTS)
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """Both input paths (`LEADSTREAM_WORKER_INPUT`) share the pipeline that scores the shadow."""
-    return settings.replace(worker_input=request.param)
 
 
 def _moves(lines: list[dict[str, Any]]) -> set[tuple[Any, ...]]:

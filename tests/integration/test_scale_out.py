@@ -16,7 +16,7 @@ import pytest
 
 from stream.demo import Processes
 from stream.dev.process import free_port
-from stream.settings import WORKER_INPUTS, Settings
+from stream.settings import Settings
 from stream.topics import Topics, ensure_topics
 from tests.integration.worker_runs import (
     assert_ends_like_replay,
@@ -29,12 +29,6 @@ from tests.integration.worker_runs import (
 from tests.kafka_helpers import produce_events
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=WORKER_INPUTS)
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """Scaled out and in with each input path (`LEADSTREAM_WORKER_INPUT`)."""
-    return settings.replace(worker_input=request.param)
 
 
 # A SIGTERMed worker commits what it processed and leaves the group within this bound.

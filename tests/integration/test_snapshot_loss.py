@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from stream.demo import Processes
 from stream.dev.process import free_port
 from stream.dev.redis import LocalRedis
-from stream.settings import WORKER_INPUTS, Settings
+from stream.settings import Settings
 from stream.store.marks import SnapshotMarks
 from stream.store.redis import LeadStore
 from stream.topics import Topics
@@ -30,13 +30,10 @@ pytestmark = pytest.mark.integration
 LEADS = [f"u-loss-{n}" for n in range(16)]
 
 
-@pytest.fixture(params=WORKER_INPUTS)
-def own_redis(
-    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[Settings, LocalRedis]]:
-    """The test's settings with an input path and a Redis of the test's own."""
+@pytest.fixture
+def own_redis(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, LocalRedis]]:
+    """The test's settings with a Redis of the test's own."""
     settings = settings.replace(
-        worker_input=request.param,
         dev_dir=str(tmp_path / "dev"),
         redis_url=f"redis://127.0.0.1:{free_port()}/0",
     )

@@ -1,4 +1,4 @@
-"""The Faust worker as a real process on the real broker: events in, handoffs and Redis out."""
+"""The worker as a real process on the real broker: events in, handoffs and Redis out."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from stream.demo import Processes
-from stream.settings import WORKER_INPUTS, Settings
+from stream.settings import Settings
 from stream.store.redis import LeadStore
 from stream.topics import Topics
 from tests.kafka_helpers import headers_of, produce, produce_events, read_topic
@@ -51,12 +51,6 @@ def event(event_id: str, type_: str, at: str, **fields: Any) -> dict[str, Any]:
         "context": {},
         **fields,
     }
-
-
-@pytest.fixture(params=WORKER_INPUTS)
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """Every test here runs with each input path (`LEADSTREAM_WORKER_INPUT`)."""
-    return settings.replace(worker_input=request.param)
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssigno
 from stream.errors import SettingsError
 from stream.settings import Settings
 from stream.topics import Topics, ensure_topics, partition_for
-from stream.worker.batch import BatchWorker
-from stream.worker.offsets import worker_group
+from stream.worker.clients import worker_group
 from stream.worker.outputs import BatchProducer, Outgoing
 from stream.worker.restore import restore
+from stream.worker.service import Worker
 from stream.worker.stores import Stores, changelog_topic
 from tests.kafka_helpers import produce, read_all
 
@@ -116,14 +116,14 @@ async def test_a_store_restores_from_its_changelogs_and_later_reads_only_what_is
         stores.close()
 
 
-async def test_a_batch_worker_refuses_a_group_of_the_other_input_path(
+async def test_a_worker_refuses_a_group_with_workers_of_the_faust_path(
     changelogs: Settings, tmp_path: Path
 ) -> None:
-    """Both paths commit in the worker's group; their assignors differ (Faust's is "faust",
-    the batch loop's "leadstream-copartitioned"), so the broker refuses the second kind
-    instead of letting both score the same partitions, and the worker says what to do.
-    aiokafka's round robin assignor stands in for Faust's."""
-    settings = changelogs.replace(data_dir=str(tmp_path), worker_input="batch")
+    """Workers of earlier releases (Faust's per-record path) commit in the same group with
+    another assignor ("faust"; the loop's is "leadstream-copartitioned"), so the broker
+    refuses the second kind instead of letting both score the same partitions, and the
+    worker says what to do. aiokafka's round robin assignor stands in for Faust's."""
+    settings = changelogs.replace(data_dir=str(tmp_path))
     topics = Topics.from_settings(settings)
     await produce(settings.kafka_bootstrap, topics.events("web"), [(b"k", b"{}")])
     faust_like = AIOKafkaConsumer(
@@ -135,9 +135,9 @@ async def test_a_batch_worker_refuses_a_group_of_the_other_input_path(
         heartbeat_interval_ms=2000,
     )
     await faust_like.start()  # joined, holds every partition
-    worker = BatchWorker(settings)
+    worker = Worker(settings)
     try:
-        with pytest.raises(SettingsError, match="other LEADSTREAM_WORKER_INPUT"):
+        with pytest.raises(SettingsError, match="workers of an earlier leadstream"):
             await worker.start()
     finally:
         await worker.stop()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from stream.demo import Processes
-from stream.settings import WORKER_INPUTS, Settings
+from stream.settings import Settings
 from stream.topics import Topics
 from tests.integration.worker_runs import (
     assert_ends_like_replay,
@@ -33,11 +33,11 @@ from tests.kafka_helpers import produce_events
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=WORKER_INPUTS)
-def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """Killed and restarted with each input path (`LEADSTREAM_WORKER_INPUT`); checkpoints of
-    at most 500 records, so that a kill soon after the first one lands mid-wave."""
-    return settings.replace(worker_input=request.param, worker_checkpoint_max=500)
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Checkpoints of at most 500 records, so that a kill soon after the first one lands
+    mid-wave."""
+    return settings.replace(worker_checkpoint_max=500)
 
 
 async def test_sigkill_at_random_moments_ends_like_replay(

@@ -1,11 +1,11 @@
-"""The worker with `LEADSTREAM_WORKER_INPUT=batch`: the consume loop, its stores and checkpoint,
-Redis snapshots, metrics and health pages. Built from Settings only; no Faust.
+"""The worker: the consume loop, its stores and checkpoint, Redis snapshots, timers and
+metrics, wired together from Settings, started and stopped as one.
 
-Why no Faust here (docs/worker.md, "Ownership"): its per-record stream costs ~100–150 µs per
-record whatever its settings, a table write and its changelog record another ~100–180 µs per
-changed lead, and a table may only be written while Faust hands the agent a record. This path
-owns its assignment (its own consumer in the worker's consumer group), its state (RocksDB
-stores restored from the tables' changelog topics) and its timers.
+Why not Faust's agents and tables (docs/worker.md, "Ownership"): its per-record stream costs
+~100–150 µs per record whatever its settings, a table write and its changelog record another
+~100–180 µs per changed lead, and a table may only be written while Faust hands the agent a
+record. The worker owns its assignment (its own consumer in the workers' consumer group), its
+state (RocksDB stores restored from the tables' changelog topics) and its timers.
 """
 
 from __future__ import annotations
@@ -14,16 +14,13 @@ import asyncio
 import contextlib
 import functools
 import logging
-import signal
 from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import InconsistentGroupProtocolError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from stream import health, metrics
+from stream import metrics
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
 from stream.pipeline.core import Pipeline, Tables
@@ -35,20 +32,17 @@ from stream.scoring.identity import Identity, secret_or_dev
 from stream.settings import Settings
 from stream.store.marks import Holding
 from stream.topics import Topics, partition_for
-from stream.worker.assignor import CoPartitionAssignor
 from stream.worker.checkpoint import TP, Checkpoint, Staged
+from stream.worker.clients import input_consumer, output_producer, restore_consumer, worker_group
 from stream.worker.diagnostics import install_task_dump
 from stream.worker.loop import ConsumeLoop, Listener
-from stream.worker.offsets import worker_group
-from stream.worker.outputs import MAX_BATCH_BYTES, BatchProducer
+from stream.worker.outputs import BatchProducer
 from stream.worker.restore import restore
 from stream.worker.snapshots import RedisFlusher, StoreHeld, flush_forever
-from stream.worker.stopping import bounded_stop
 from stream.worker.stores import TABLES, DueView, Stores, changelog_topic, raw_view, text_view
 
 log = logging.getLogger("leadstream.worker")
 LEADS_SECONDS = 10.0  # how often leadstream_worker_leads is counted
-FETCH_WAIT_MS = 20
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -68,8 +62,8 @@ class Offsets:
         await self.consumer.commit({TopicPartition(*tp): o for tp, o in offsets.items()})
 
 
-class BatchWorker:
-    """The batch path's parts, started and stopped together."""
+class Worker:
+    """The worker's parts, started and stopped together."""
 
     def __init__(self, settings: Settings, model: Model | None = None):
         self.settings = settings
@@ -90,36 +84,8 @@ class BatchWorker:
 
     async def start(self) -> None:
         settings, topics, stores = self.settings, self.topics, self.stores
-        bootstrap = settings.kafka_bootstrap
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id="leadstream-worker",
-            acks="all",
-            max_batch_size=MAX_BATCH_BYTES,
-        )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id="leadstream-worker",
-            group_id=worker_group(settings),
-            group_instance_id=settings.worker_instance_id or None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=(CoPartitionAssignor,),
-            # A killed worker's partitions move once its session times out: 6 s, the
-            # broker's minimum (group.min.session.timeout.ms); heartbeats run in their own task.
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=2000,
-            # An input is caught up only as of a fetch answered after the held record came;
-            # a fetch of partitions with nothing new waits this long at the broker. At the
-            # default 500 ms nearly every release during a drain waited out the order wait.
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-        )
-        restorer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            client_id="leadstream-worker-restore",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        producer, consumer = output_producer(settings), input_consumer(settings)
+        restorer = restore_consumer(settings)
         for client in (producer, restorer):
             await client.start()
             self._clients.append(client)
@@ -194,9 +160,10 @@ class BatchWorker:
             await consumer.start()  # until the first assignment is restored
         except InconsistentGroupProtocolError:
             raise SettingsError(
-                f"consumer group {worker_group(settings)} has workers running with the other "
-                f"LEADSTREAM_WORKER_INPUT than {settings.worker_input!r}: stop every worker "
-                "of this deployment, then start them all with the same value"
+                f"consumer group {worker_group(settings)} has members that assign partitions "
+                "another way: workers of an earlier leadstream (Faust's per-record path) are "
+                "still running; stop every worker of this deployment, then start them all "
+                "with this version"
             ) from None
         self.loop_task = asyncio.create_task(loop.run(), name="worker-loop")
         self.tasks = [
@@ -204,7 +171,7 @@ class BatchWorker:
             asyncio.create_task(self._count_leads(), name="worker-leads"),
             asyncio.create_task(
                 export_lag_forever(
-                    bootstrap,
+                    settings.kafka_bootstrap,
                     worker_group(settings),
                     [*topics.channel_topics, topics.by_lead],
                     role="worker",
@@ -251,6 +218,16 @@ class BatchWorker:
     def running(self) -> bool:
         return self.loop_task is not None and not self.loop_task.done()
 
+    @property
+    def assigned(self) -> bool:
+        """The group has assigned this worker its partitions (no rebalance under way)."""
+        return self.loop is not None and not self.loop.rebalancing
+
+    @property
+    def restored(self) -> bool:
+        """Its partitions' stores are restored from their changelogs."""
+        return self.loop is not None and not self.loop.restoring
+
     async def wait_stopped(self) -> None:
         """Until the loop ends (it raised, or `stop()` ended it)."""
         if self.loop_task is not None:
@@ -272,58 +249,3 @@ class BatchWorker:
         for client in self._clients:
             await client.stop()
         self.stores.close()
-
-
-def web_app(worker: BatchWorker) -> web.Application:
-    """/metrics, /healthz (the loop runs) and /readyz (partitions assigned, stores restored)."""
-
-    async def metrics_page(_: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})
-
-    async def healthz(_: web.Request) -> web.Response:
-        return health.alive(running=worker.running)
-
-    async def readyz(_: web.Request) -> web.Response:
-        loop = worker.loop
-        return health.readiness(
-            running=worker.running,
-            assigned=loop is not None and not loop.rebalancing,
-            recovered=loop is not None and not loop.restoring,
-        )
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics_page)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    return app
-
-
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT (or the loop fails), then stop within the bound."""
-    worker = BatchWorker(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, bounded_stop(stop.set))
-    runner = web.AppRunner(web_app(worker), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.metrics_host, settings.worker_port).start()
-    try:
-        await worker.start()
-        stopped = asyncio.create_task(stop.wait())
-        ended = asyncio.create_task(worker.wait_stopped())
-        await asyncio.wait([stopped, ended], return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
-        if worker.loop_task is not None and worker.loop_task.done():
-            worker.loop_task.result()  # the loop failed: say why, exit non-zero
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-        await worker.stop()
-        await runner.cleanup()
-
-
-def run(settings: Settings) -> None:
-    """The batch path of `leadstream worker` (the caller, `stream.worker.app.run`, checked
-    the settings and the data dir and created the topics)."""
-    asyncio.run(serve(settings))
