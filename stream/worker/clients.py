@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from stream.settings import Settings
@@ -17,9 +19,12 @@ def worker_group(settings: Settings) -> str:
     return f"{settings.topic_prefix}leadstream-worker"
 
 
-def input_consumer(settings: Settings) -> AIOKafkaConsumer:
+def input_consumer(
+    settings: Settings, stored: Callable[[], Iterable[int]] = tuple
+) -> AIOKafkaConsumer:
     """The consume loop's client: a member of the workers' group, offsets committed only by
-    the checkpoint, every input topic's partition N assigned together."""
+    the checkpoint, every input topic's partition N assigned together, and each number kept
+    with its worker where balance allows (`stored`: the partitions with a store on disk)."""
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         client_id="leadstream-worker",
@@ -27,7 +32,7 @@ def input_consumer(settings: Settings) -> AIOKafkaConsumer:
         group_instance_id=settings.worker_instance_id or None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        partition_assignment_strategy=(CoPartitionAssignor,),
+        partition_assignment_strategy=(CoPartitionAssignor(stored),),
         # A killed worker's partitions move once its session times out: 6 s, the broker's
         # minimum (group.min.session.timeout.ms); heartbeats run in their own task.
         session_timeout_ms=6000,

@@ -13,11 +13,19 @@ public client state only: the next offset this loop was handed for the input, th
 mark of the last fetch answer for it (`highwater`), answered after the held record was fetched
 (`last_poll_timestamp`), and the offsets of by-lead records this process produced itself.
 
-Rebalances: the revocation waits for the round in progress, commits the checkpoint and lets go
-of everything held (held records come again, from the committed offsets, to their owner); a
-lost assignment (the commit is refused: this member was removed from the group) lands nothing.
-An assignment pauses the new partitions, restores their stores from the changelogs, then
-resumes them. Both run under the loop's lock, so a round never sees half a rebalance.
+Rebalances: aiokafka revokes every partition at every rebalance (it has no cooperative
+protocol), but the assignor (`assignor.py`) gives a worker back what it had wherever balance
+allows. The revocation waits for the round in progress and commits the checkpoint; what the
+loop holds stays until the assignment says which partitions are still its own. An assignment
+keeps the in-memory state of the partitions this worker had and gets back (held and parked
+records, decoded states, stream time, positions: their fetch goes on where it was) when
+nobody else can have had them meanwhile (their committed offsets are the ones this worker
+committed and their changelogs have nothing its stores lack); it drops what is no longer its
+own (those records come again, from the committed offsets, to their owner), and restores the
+stores of the partitions that are new to it from the changelogs before their records are
+read. A lost assignment (the commit is refused: this member was removed from the group) lands
+nothing and keeps nothing. Both run under the loop's lock, and no round processes anything
+from a revocation to the next assignment, so a round never sees half a rebalance.
 """
 
 from __future__ import annotations
@@ -32,7 +40,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from stream import metrics
 from stream.pipeline.core import Pipeline
 from stream.pipeline.processor import AccountStep, Record, channel_source
 from stream.pipeline.ticks import TickScheduler
@@ -90,6 +97,7 @@ class ConsumeLoop:
         self.lock = asyncio.Lock()
         self.generation = 0  # moves at every revocation and assignment
         self.owned: set[int] = set()  # partition numbers whose stores are restored
+        self.kept: set[int] = set()  # of those, whose state the last assignment kept
         self.delivered: dict[tuple[str, int], int] = {}  # next offset handed to the loop
         self.last_seen: dict[int, float] = {}  # partition -> when its last record came
         self.accounts: dict[int, AccountStep] = {}
@@ -120,7 +128,7 @@ class ConsumeLoop:
         # Everything fetched so far (the client buffers one fetch per partition), so each
         # partition's inputs are all there to be merged; with plenty held already, only the
         # inputs the merge has nothing of (one of them may be what it waits for).
-        wanted = self._wanted()
+        wanted = [] if self.rebalancing else self._wanted()
         try:
             if wanted is None:
                 batch: dict[TopicPartition, list[Any]] = {}
@@ -134,7 +142,7 @@ class ConsumeLoop:
             await asyncio.sleep(1.0)
             return
         async with self.lock:
-            if generation != self.generation:
+            if generation != self.generation or self.rebalancing:
                 self._fetch_again(batch)
                 return
             for tp, records in batch.items():
@@ -290,27 +298,30 @@ class ConsumeLoop:
     # -- rebalances ----------------------------------------------------------------------
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
-        """Finish the round in progress, commit the checkpoint (unless the assignment was
-        lost), then let go of everything held: its records come again to their owner."""
+        """Finish the round in progress and commit the checkpoint (unless the assignment was
+        lost). What the loop holds stays until `on_assigned` says what is still its own; no
+        round processes anything meanwhile."""
         self.rebalancing = True
         async with self.lock:
             self.generation += 1
+            if not self.owned:
+                self._forget(())
+                return
             try:
-                if self.owned and await self._still_member():
+                if await self._still_member():
                     await self.checkpoint.commit()
-                elif self.owned:
-                    log.warning(
-                        "partitions %s were lost (this worker left the group): dropping what "
-                        "it processed since its last checkpoint",
-                        sorted(self.owned),
-                    )
-                    self.checkpoint.discard()
+                    return
+                log.warning(
+                    "partitions %s were lost (this worker left the group): dropping what "
+                    "it processed since its last checkpoint",
+                    sorted(self.owned),
+                )
+                self.checkpoint.discard()
             except Exception:
                 # The records of what did not land come again, to whoever owns them now.
                 log.exception("the checkpoint could not be landed before the revocation")
                 self.checkpoint.discard()
-            finally:
-                self._forget()
+            self._forget(())
 
     async def _still_member(self) -> bool:
         """Whether this process may still commit for its assignment: a commit of what it
@@ -323,53 +334,92 @@ class ConsumeLoop:
             log.info("membership check failed (%r); committing the checkpoint anyway", exc)
         return True
 
-    def _forget(self) -> None:
-        self.owned = set()
-        self.order.drop(())
-        self.pipeline.forget_partitions(())
-        self.ticks.forget_partitions()
-        self.checkpoint.positions.forget()
-        self.delivered.clear()
+    def _forget(self, keep: set[int] | tuple[()]) -> None:
+        """Drop what the loop holds of every partition number not in `keep`: held and parked
+        records (they come again from the committed offsets), decoded states, positions."""
+        mine = set(keep)
+        self.owned &= mine
+        self.order.drop(mine)
+        self.pipeline.forget_partitions(mine)
+        _forget_ticks(self.ticks, mine)
+        positions = self.checkpoint.positions
+        positions.forget([tp for tp in positions.next if tp[1] in mine])
+        for tp in [tp for tp in self.delivered if tp[1] not in mine]:
+            del self.delivered[tp]
         self.staged_accounts.clear()
-        metrics.MERGES_WAITING.set(0)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
-        """Pause the new partitions until their stores are restored, then resume them."""
+        """Keep what the loop holds of partitions it had and still has; restore the stores of
+        the new ones (their partitions paused until then); then read on."""
         tps = list(assigned)
         self.consumer.pause(*tps)  # before anything awaits: no record of them is fetched
         async with self.lock:
             self.generation += 1
             numbers = sorted({tp.partition for tp in tps})
+            kept = self.kept = await self._kept(tps, numbers)
+            self._forget(kept)
             for partition in self.stores.partitions():
                 if partition not in numbers:
                     self.stores.release(partition)
-            await self._restore(numbers)
+            gained = [p for p in numbers if p not in kept]
+            await self._restore(gained)
             self.owned = set(numbers)
             for partition in numbers:
                 view = _StagedAccounts(self.stores, partition, self.staged_accounts)
                 self.accounts[partition] = AccountStep(view, self.model)
+            for partition in gained:
                 self.last_seen[partition] = self.clock()
             positions = self.checkpoint.positions
             for tp in tps:
+                if tp.partition in kept:
+                    self.consumer.seek(tp, positions.next[tp])  # on from where the loop was
+                    continue
                 # Where this assignment starts: what the group committed (or the beginning).
                 start = await self.consumer.position(tp)
                 positions.next[tp] = positions.committed[tp] = start
                 if tp.topic in self.inputs:
                     self.delivered[tp] = start
+            # A wait for an input that is behind starts again: the rebalance held it up.
+            self.order.blocked.clear()
             self.consumer.resume(*tps)
-            log.info("assigned partitions %s, stores restored", numbers)
+            log.info("assigned partitions %s: kept %s, restored %s", numbers, sorted(kept), gained)
             self.rebalancing = False
 
-    async def _restore(self, partitions: list[int]) -> None:
+    async def _kept(self, tps: list[TopicPartition], numbers: list[int]) -> set[int]:
+        """The partition numbers this loop still holds the state of and gets again, whose
+        state nobody else can have changed meanwhile: every input's committed offset is the
+        one it committed itself, and the changelogs hold nothing its stores lack."""
+        kept = self.owned & set(numbers)
+        if not kept:
+            return set()
+        positions = self.checkpoint.positions
+        for tp in tps:
+            if tp.partition in kept and (
+                tp not in positions.next
+                or await self.consumer.position(tp) != positions.committed.get(tp)
+            ):
+                kept.discard(tp.partition)
+        if kept and await self._restore(sorted(kept)):
+            log.warning(
+                "partitions %s: their changelogs had records this worker's stores lacked "
+                "(another worker had them meanwhile): reading them again",
+                sorted(kept),
+            )
+            return set()
+        return kept
+
+    async def _restore(self, partitions: list[int]) -> int:
         """Restore the stores, trying again while Kafka fails: the partitions stay paused
-        (and this worker not ready) until their state is complete."""
+        (and this worker not ready) until their state is complete. Returns the changelog
+        records applied."""
+        if not partitions:
+            return 0
         self.restoring = True
         delay = 0.5
         try:
             while True:
                 try:
-                    await self.restore(partitions)
-                    return
+                    return await self.restore(partitions)
                 except KafkaError as exc:
                     log.warning("restoring %s failed (%r); trying again", partitions, exc)
                     await asyncio.sleep(delay)
@@ -420,6 +470,17 @@ class _StagedAccounts(MutableMapping[bytes, bytes]):
 
     def __delitem__(self, key: bytes) -> None:
         raise TypeError("accounts are staged by the loop and written by the checkpoint")
+
+
+def _forget_ticks(ticks: TickScheduler, keep: set[int]) -> None:
+    """`TickScheduler.forget_partitions` for the partitions not in `keep`: a kept partition's
+    records are not read again, so its stream time stays where its records took it."""
+    if not keep:
+        ticks.forget_partitions()
+        return
+    for book in (ticks.heaps, ticks.stream_time):
+        for partition in [p for p in book if p not in keep]:
+            del book[partition]
 
 
 def _record(r: Any, source: int | None, fetched_ms: int) -> Record:

@@ -84,7 +84,7 @@ class Worker:
 
     async def start(self) -> None:
         settings, topics, stores = self.settings, self.topics, self.stores
-        producer, consumer = output_producer(settings), input_consumer(settings)
+        producer, consumer = output_producer(settings), input_consumer(settings, stores.on_disk)
         restorer = restore_consumer(settings)
         for client in (producer, restorer):
             await client.start()

@@ -130,6 +130,14 @@ class Stores:
     def partitions(self) -> list[int]:
         return sorted(self.open)
 
+    def on_disk(self) -> list[int]:
+        """The partitions with a store under the data dir, open or not: the assignor hands a
+        worker those first (it reads only what their changelogs got since)."""
+        if not self.root.is_dir():
+            return []
+        names = [d.name for d in self.root.iterdir() if d.is_dir()]
+        return sorted(int(n[1:]) for n in names if n.startswith("p") and n[1:].isdigit())
+
     def acquire(self, partition: int) -> PartitionStore:
         """The partition's store, opened if it is not open yet."""
         store = self.open.get(partition)

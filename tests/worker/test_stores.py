@@ -87,3 +87,14 @@ def test_the_tick_schedule_is_read_across_the_partitions_held(stores: Stores) ->
     stores.release(3)
     assert list(due) == ["0:100"]
     stores.close()
+
+
+def test_the_stores_on_disk_are_listed_open_or_not(stores: Stores, tmp_path: Path) -> None:
+    """What the assignor tells the group this worker can restore cheaply."""
+    assert stores.on_disk() == []
+    for partition in (3, 1, 10):
+        stores.acquire(partition)
+    stores.release(3)  # closed, still on disk
+    (tmp_path / "batch" / "px").mkdir()  # not a store
+    assert stores.on_disk() == [1, 3, 10]
+    stores.close()
