@@ -54,7 +54,7 @@ class Topics:
 
     @property
     def accounts(self) -> str:
-        """Contact updates keyed by account id: the account agent's input."""
+        """Contact updates keyed by account id: written and read by the worker."""
         return f"{self.prefix}leads.accounts"
 
     @property
@@ -74,6 +74,19 @@ class Topics:
     @property
     def handoff_deadletter(self) -> str:
         return f"{self.prefix}leads.handoff.deadletter"
+
+    @property
+    def worker_outputs(self) -> list[str]:
+        """Every topic the worker writes besides its changelogs."""
+        return [
+            self.handoff,
+            self.by_lead,
+            self.deadletter,
+            self.ledger,
+            self.accounts,
+            self.account_events,
+            self.shadow,
+        ]
 
     def all(self) -> dict[str, int]:
         """name -> partitions; co-partitioned topics share one count, dead letters need fewer."""

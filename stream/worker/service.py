@@ -23,12 +23,7 @@ from aiokafka.errors import InconsistentGroupProtocolError
 from stream import metrics
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
-from stream.pipeline.core import Pipeline, Tables
-from stream.pipeline.shadow import shadow_model
-from stream.pipeline.staging import StagedMapping
-from stream.pipeline.ticks import TickScheduler
 from stream.scoring import AccountState, Model, load_model
-from stream.scoring.identity import Identity, secret_or_dev
 from stream.settings import Settings
 from stream.store.marks import Holding
 from stream.topics import Topics, partition_for
@@ -38,8 +33,9 @@ from stream.worker.diagnostics import install_task_dump
 from stream.worker.loop import ConsumeLoop, Listener
 from stream.worker.outputs import BatchProducer
 from stream.worker.restore import restore
+from stream.worker.scoring import store_pipeline
 from stream.worker.snapshots import RedisFlusher, StoreHeld, flush_forever
-from stream.worker.stores import TABLES, DueView, Stores, changelog_topic, raw_view, text_view
+from stream.worker.stores import TABLES, Stores, changelog_topic
 
 log = logging.getLogger("leadstream.worker")
 LEADS_SECONDS = 10.0  # how often leadstream_worker_leads is counted
@@ -89,34 +85,11 @@ class Worker:
         for client in (producer, restorer):
             await client.start()
             self._clients.append(client)
-        outputs = [
-            topics.handoff,
-            topics.by_lead,
-            topics.deadletter,
-            topics.ledger,
-            topics.accounts,
-            topics.account_events,
-            topics.shadow,
-            *(self._changelog(t) for t in TABLES),
-        ]
+        outputs = [*topics.worker_outputs, *(self._changelog(t) for t in TABLES)]
         batches = await BatchProducer.for_topics(producer, outputs, home)
 
-        identity = Identity(settings.partitions, secret_or_dev(settings.identity_secret), home)
-        aliases = {p: text_view(stores, p, "aliases") for p in range(settings.partitions)}
-        states = {p: raw_view(stores, p, "lead_state") for p in range(settings.partitions)}
-        merges = {p: text_view(stores, p, "merges") for p in range(settings.partitions)}
-        due = StagedMapping(DueView(stores))
-        ticks = TickScheduler(due)
-        pipeline = Pipeline(
-            Tables(aliases.__getitem__, states.__getitem__, merges.__getitem__),
-            self.model,
-            identity,
-            ticks,
-            topics.by_lead,
-            merge_timeout=settings.worker_merge_timeout_seconds,
-            observe_latency=True,
-            shadow_model=shadow_model(settings),
-        )
+        scoring = store_pipeline(settings, self.model, stores, home)
+        pipeline, due = scoring.pipeline, scoring.due
         held = StoreHeld(stores, self._holding, pipeline)
         flusher = self.flusher = RedisFlusher(settings, pipeline, held)
         staged_accounts: dict[int, dict[str, AccountState]] = {}
@@ -143,7 +116,7 @@ class Worker:
             topics=topics,
             pipeline=pipeline,
             checkpoint=checkpoint,
-            ticks=ticks,
+            ticks=scoring.ticks,
             stores=stores,
             restore=restore_partitions,
             model=self.model,
@@ -169,16 +142,7 @@ class Worker:
         self.tasks = [
             asyncio.create_task(flush_forever(flusher), name="worker-redis"),
             asyncio.create_task(self._count_leads(), name="worker-leads"),
-            asyncio.create_task(
-                export_lag_forever(
-                    settings.kafka_bootstrap,
-                    worker_group(settings),
-                    [*topics.channel_topics, topics.by_lead],
-                    role="worker",
-                    prefix=settings.topic_prefix,
-                ),
-                name="worker-lag",
-            ),
+            asyncio.create_task(self._export_lag(), name="worker-lag"),
         ]
         install_task_dump(lambda: [], self.describe)
 
@@ -188,6 +152,17 @@ class Worker:
         if loop is None or loop.rebalancing or loop.restoring:
             return None
         return Holding(loop.generation, frozenset(loop.owned))
+
+    async def _export_lag(self) -> None:
+        """Consumer lag as a metric, computed here so a plain Prometheus scrape shows it."""
+        topics = self.topics
+        await export_lag_forever(
+            self.settings.kafka_bootstrap,
+            worker_group(self.settings),
+            [*topics.channel_topics, topics.by_lead],
+            role="worker",
+            prefix=self.settings.topic_prefix,
+        )
 
     async def _count_leads(self) -> None:
         while True:
