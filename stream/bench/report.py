@@ -217,15 +217,16 @@ def _rebalance_lines(p: dict[str, Any]) -> list[str]:
         return []
     lines = [
         f"rebalance: workers on {r['partitions']} partitions at {r['rate_per_s']:.0f} events/s, "
-        f"{r['settle_s']:.0f}s between actions; longest pause of any partition (partitions "
-        "paused > 1 s)"
+        f"{r['settle_s']:.0f}s between actions; longest pause of any partition, median over "
+        "the partitions (partitions paused > 1 s)"
     ]
     for mode in ("dynamic", "static"):
         run = r.get(mode)
         if run is None:
             continue
         cases = ", ".join(
-            f"{c['case']} {c['longest_pause_s']:.1f} s ({c['partitions_paused']})"
+            f"{c['case']} {c['longest_pause_s']:.1f} s, median {c.get('median_pause_s', 0):.1f} s "
+            f"({c['partitions_paused']})"
             for c in run["cases"]
         )
         lines.append(

@@ -96,7 +96,7 @@ def test_report_lists_every_target_and_ratio() -> None:
         "rebalance": {"partitions": 12, "rate_per_s": 300.0, "settle_s": 6.0,
                       **{mode: {"steady_longest_gap_s": 0.2,
                                 "cases": [{"case": "crash (SIGKILL)", "longest_pause_s": 7.5,
-                                           "partitions_paused": 6}]}
+                                           "median_pause_s": 6.1, "partitions_paused": 6}]}
                          for mode in ("dynamic", "static")}},
     }  # fmt: skip
     header = {"started": "now", "commit": "abc", "mode": "quick", "events": 10, "file_leads": 3,
@@ -111,7 +111,7 @@ def test_report_lists_every_target_and_ratio() -> None:
     assert "MISS" not in text
     assert "single /v1/track" in text and "batch  /v1/batch" in text and "HTTP 503 ×2" in text
     assert "delivery: 99/100 hand-raisers delivered" in text
-    assert "static membership: crash (SIGKILL) 7.5 s (6)" in text
+    assert "static membership: crash (SIGKILL) 7.5 s, median 6.1 s (6)" in text
     assert "replay (one partition)" in text and "40.0" in text
 
 
@@ -188,6 +188,8 @@ def test_quick_bench_report_is_complete(base_settings: Settings, tmp_path: Path)
         # A crash stops the dead worker's partitions at least until its session times out.
         crash = cases[2]
         assert crash["longest_pause_s"] > 5.0 and crash["partitions_paused"] > 0, crash
+        for case in cases:
+            assert 0 <= case["median_pause_s"] <= case["longest_pause_s"], case
         for case in cases:
             _numbers(case)
     for phase in phases.values():
