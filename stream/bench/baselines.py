@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from stream.bench.kafkaio import BenchError, OffsetWatcher, cpu_seconds
+from stream.bench.kafkaio import BenchError, OffsetWatcher, cpu_seconds, rss_bytes
 
 
 def start_child(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -55,39 +55,72 @@ async def measure_drain(
     alive: Callable[[], None],
     timeout: float,
     progress: Any = None,
+    after: int = 0,
+    thirds: bool = False,
 ) -> dict[str, float]:
     """Rate and CPU between the first observed commit and the commit that leaves zero lag.
 
     Both ends are commit instants, so counting only the records committed between them (not
     from zero) gives an unbiased rate: startup, group join and the first partial commit
-    interval fall outside the window.
+    interval fall outside the window. `after`: what the group had committed before this
+    drain's records (the window opens at the first commit beyond it). `thirds`: also the rate
+    and the process's RSS in each third of the window's records (`thirds_of`), to tell a drain
+    that slows down as its state grows from a steady one.
     """
     first = None
     cpu_first = 0.0
+    marks: list[tuple[float, int, int]] = []  # (at, committed, RSS) as each third begins
     deadline = time.monotonic() + timeout
     shown = 0
     while time.monotonic() < deadline:
         alive()
         now = await watcher.read()
-        if progress is not None and now.committed > shown:
-            progress.update(min(now.committed, total) - shown)
-            shown = min(now.committed, total)
-        if first is None and now.committed > 0:
+        if progress is not None and now.committed - after > shown:
+            progress.update(min(now.committed - after, total - after) - shown)
+            shown = min(now.committed - after, total - after)
+        if first is None and now.committed > after:
             first, cpu_first = now, cpu_seconds(pid)
-        elif first is not None and now.lag == 0 and now.committed >= total:
+        if first is not None and thirds:
+            span = total - first.committed
+            while len(marks) < 3 and now.committed >= first.committed + span * len(marks) / 3:
+                marks.append((now.at, now.committed, rss_bytes(pid)))
+        if first is not None and now is not first and now.lag == 0 and now.committed >= total:
             events = now.committed - first.committed
             if events <= 0:
                 raise BenchError("drained within one commit interval: use more --events")
             seconds = now.at - first.at
             cpu = cpu_seconds(pid) - cpu_first
-            return {
+            out = {
                 "events": float(events),
                 "seconds": seconds,
                 "events_per_s": events / seconds,
                 "cpu_s_per_1k": cpu / events * 1000.0,
             }
+            if thirds:
+                out |= thirds_of([*marks, (now.at, now.committed, rss_bytes(pid))])
+            return out
         await asyncio.sleep(0.1)
     raise BenchError(f"{watcher.group} did not drain {total} events within {timeout:.0f}s")
+
+
+THIRDS = ("start", "middle", "end")
+
+
+def thirds_of(marks: list[tuple[float, int, int]]) -> dict[str, float]:
+    """Rate and RSS of each third of a drain, from (instant, committed, RSS bytes) when each
+    third began and when the drain ended; `end_vs_start` is the last third's rate over the
+    first's. Empty when commits were too coarse to tell the thirds apart (one commit landed
+    two thirds at once: a drain of a few checkpoints)."""
+    if len(marks) != len(THIRDS) + 1:
+        return {}
+    out: dict[str, float] = {}
+    for name, (at0, done0, _), (at1, done1, rss1) in zip(THIRDS, marks, marks[1:], strict=False):
+        if at1 <= at0 or done1 <= done0:
+            return {}
+        out[f"{name}_events_per_s"] = (done1 - done0) / (at1 - at0)
+        out[f"rss_{name}_mib"] = rss1 / (1024 * 1024)  # at the third's end
+    out["end_vs_start"] = out["end_events_per_s"] / out["start_events_per_s"]
+    return out
 
 
 def run_b0_child(bootstrap: str, group: str, topics: list[str], total: int, out: Path) -> None:

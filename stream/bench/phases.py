@@ -192,22 +192,10 @@ class Bench:
                 await self._ready(settings, procs, tail)
                 await asyncio.sleep(1.0)
                 base = rss_bytes(procs.children["worker"].pid)
-                records = ev.generate(total, leads, self.plan.seed + 100, skew=False)
-                with _bar(total, "produce state") as bar:
-                    total = await produce(
-                        settings.kafka_bootstrap, settings.topic_prefix, records, bar
-                    )
                 async with _worker_watch(settings) as watch:
-                    with _bar(total, "worker state drain") as bar:
-                        await measure_drain(
-                            watch,
-                            procs.children["worker"].pid,
-                            total,
-                            alive=procs.check_alive,
-                            # a million-lead state is 2M events: at least 400 events/s
-                            timeout=max(self.plan.timeout * 3, total / 400.0),
-                            progress=bar,
-                        )
+                    self.results["state_drain"] = await self._drain_state(
+                        settings, procs, watch, total
+                    )
                 await asyncio.sleep(2.0)
                 after = rss_bytes(procs.children["worker"].pid)
                 if memory:
@@ -223,6 +211,47 @@ class Bench:
                     self.results["restart"] = await self._restart(settings, procs, tail, leads)
         finally:
             procs.stop()
+
+    async def _drain_state(
+        self, settings: Settings, procs: Processes, watch: OffsetWatcher, total: int
+    ) -> dict[str, Any]:
+        """Produce the state's events while the worker drains them, timed from its first
+        commit of them to zero lag, by thirds: a worker slower than the producer drains a
+        backlog all along (the produce rate in the result says whether it was)."""
+        before = (await watch.read()).committed  # the ready marker
+        records = ev.generate(total, self.plan.leads, self.plan.seed + 100, skew=False)
+
+        async def producing(bar: Any) -> float:
+            started = time.monotonic()
+            produced = await produce(settings.kafka_bootstrap, settings.topic_prefix, records, bar)
+            if produced != total:
+                raise BenchError(f"produced {produced} state events of {total}")
+            return produced / (time.monotonic() - started)
+
+        with _bar(total, "produce state") as p_bar, _bar(total, "worker state drain") as d_bar:
+            drain = measure_drain(
+                watch,
+                procs.children["worker"].pid,
+                before + total,
+                alive=procs.check_alive,
+                # a million-lead state is 2M events: at least 400 events/s
+                timeout=max(self.plan.timeout * 3, total / 400.0),
+                progress=d_bar,
+                after=before,
+                thirds=True,
+            )
+            producer, drainer = asyncio.create_task(producing(p_bar)), asyncio.create_task(drain)
+            both: list[asyncio.Task[Any]] = [producer, drainer]
+            try:  # whichever fails first ends the other (a dead worker stops the producing)
+                await asyncio.wait(both, return_when=asyncio.FIRST_EXCEPTION)
+                for task in both:
+                    if task.done():
+                        task.result()
+                rate, result = producer.result(), drainer.result()
+            finally:
+                for task in both:
+                    task.cancel()
+        return {**result, "produce_events_per_s": rate}
 
     async def _restart(
         self, settings: Settings, procs: Processes, tail: HandoffTail, leads: int

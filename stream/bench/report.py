@@ -25,6 +25,7 @@ TARGETS: tuple[tuple[str, str, float, str, str, str], ...] = (
     ("handoff latency p99 at half load", "<=", 100, "ms", "latency", "p99_ms"),
     ("handoff latency p50 at half load", "<=", 20, "ms", "latency", "p50_ms"),
     ("worker memory per million leads", "<=", 350, "MiB", "memory", "mib_per_million"),
+    ("state drain: last third / first", ">=", 0.5, "×", "state_drain", "end_vs_start"),
     ("SIGKILL → processing again", "<=", 10, "s", "restart", "seconds"),
 )
 
@@ -149,6 +150,23 @@ def render(report: dict[str, Any]) -> str:
             f"({lat['rate_source']}) for {lat['seconds']:.0f}s: p50 {lat['p50_ms']:.1f} ms, "
             f"p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms (consume time − received_at)"
         )
+    if sd := p.get("state_drain"):
+        lines.append(
+            f"state drain: {sd['events']:,.0f} events in {sd['seconds']:,.0f} s = "
+            f"{_num(sd['events_per_s'])} events/s, CPU s/1k ev {_num(sd['cpu_s_per_1k'], 3)} "
+            f"(produced alongside at {_num(sd['produce_events_per_s'])} events/s)"
+        )
+        if "end_vs_start" in sd:
+            lines.append(
+                "  by thirds of its events, events/s (RSS at the third's end): "
+                + ", ".join(
+                    f"{t} {_num(sd[f'{t}_events_per_s'])} ({sd[f'rss_{t}_mib']:.0f} MiB)"
+                    for t in ("start", "middle", "end")
+                )
+                + f"; end / start {sd['end_vs_start']:.2f}"
+            )
+        else:
+            lines.append("  by thirds: n/a (too few commits to tell the thirds apart)")
     if mem := p.get("memory"):
         lines.append(
             f"memory: RSS {mem['rss_base_mib']:.0f} → {mem['rss_after_mib']:.0f} MiB with "

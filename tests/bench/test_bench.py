@@ -15,12 +15,14 @@ import pytest
 from click.testing import CliRunner
 
 from stream.bench import events as ev
+from stream.bench.baselines import thirds_of
 from stream.bench.cli import bench
 from stream.bench.collector import Bodies, percentile
 from stream.bench.report import TARGETS, build, render
 from stream.settings import Settings
 
 DRAINS = ("b0", "pfaust", "worker")
+MIB = 1024 * 1024
 
 
 def test_generator_is_deterministic_skewed_and_realistic() -> None:
@@ -75,6 +77,9 @@ def test_report_lists_every_target_and_ratio() -> None:
         "memory": {"leads": 1e4, "rss_base_mib": 90.0, "rss_after_mib": 93.0,
                    "mib_per_million": 300.0, "extrapolated": True, "state_disk_mib": 4.0},
         "restart": {"leads": 1e4, "seconds": 4.0, "from_process_start_s": 3.5},
+        "state_drain": {**drain, "produce_events_per_s": 9e4,
+                        **thirds_of([(0.0, 0, 0), (1.0, 100, MIB), (2.0, 200, 2 * MIB),
+                                     (3.5, 300, 3 * MIB)])},
         "collector": {mode: {"route": route, "concurrency": 64.0, "events_per_request": size,
                              "seconds": 3.0, "requests": 900.0, "events": 900.0 * size,
                              "errors": 2.0, "error_kinds": {"HTTP 503": 2},
@@ -113,6 +118,38 @@ def test_report_lists_every_target_and_ratio() -> None:
     assert "delivery: 99/100 hand-raisers delivered" in text
     assert "static membership: crash (SIGKILL) 7.5 s, median 6.1 s (6)" in text
     assert "replay (one partition)" in text and "40.0" in text
+    assert "start 100.0 (1 MiB), middle 100.0 (2 MiB), end 66.7 (3 MiB); end / start 0.67" in text
+
+
+@pytest.mark.parametrize(
+    ("marks", "expected"),
+    [
+        # a steady drain: 100 events/s in each third, RSS read as each third ends
+        ([(10.0, 5, 0), (11.0, 105, MIB), (12.0, 205, 2 * MIB), (13.0, 305, 2 * MIB)],
+         {"start": 100.0, "middle": 100.0, "end": 100.0, "ratio": 1.0, "rss_end": 2.0}),
+        # slowing down as state grows: the last third at a quarter of the first's rate
+        ([(0.0, 0, 0), (1.0, 400, MIB), (3.0, 800, 3 * MIB), (5.0, 900, 4 * MIB)],
+         {"start": 400.0, "middle": 200.0, "end": 50.0, "ratio": 0.125, "rss_end": 4.0}),
+    ],
+)  # fmt: skip
+def test_thirds_of_a_drain(marks: list[tuple[float, int, int]], expected: dict[str, float]) -> None:
+    got = thirds_of(marks)
+    assert got["start_events_per_s"] == pytest.approx(expected["start"])
+    assert got["middle_events_per_s"] == pytest.approx(expected["middle"])
+    assert got["end_events_per_s"] == pytest.approx(expected["end"])
+    assert got["end_vs_start"] == pytest.approx(expected["ratio"])
+    assert got["rss_end_mib"] == pytest.approx(expected["rss_end"])
+
+
+@pytest.mark.parametrize(
+    "marks",
+    [
+        [(0.0, 0, 0), (1.0, 100, 0), (2.0, 200, 0)],  # the drain ended before its last third
+        [(0.0, 0, 0), (1.0, 100, 0), (1.0, 300, 0), (1.0, 300, 0)],  # one commit, two thirds
+    ],
+)
+def test_thirds_of_too_coarse_a_drain_is_empty(marks: list[tuple[float, int, int]]) -> None:
+    assert thirds_of(marks) == {}
 
 
 def test_pipeline_phase_runs_in_process_without_servers(tmp_path: Path) -> None:
@@ -179,6 +216,7 @@ def test_quick_bench_report_is_complete(base_settings: Settings, tmp_path: Path)
     assert phases["latency"]["handoffs"] > 0 and phases["latency"]["p99_ms"] > 0
     assert phases["memory"]["mib_per_million"] is not None
     assert phases["restart"]["seconds"] > 0
+    assert phases["state_drain"]["events"] > 0 and phases["state_drain"]["events_per_s"] > 0
     _http_phases_complete(phases)
     for mode in ("dynamic", "static"):
         cases = phases["rebalance"][mode]["cases"]
