@@ -50,6 +50,7 @@ class Group:
             data_dir=str(self.bench.plan.work / self.settings.topic_prefix / name),
             worker_port=free_port(),
             worker_instance_id=f"{self.settings.topic_prefix}{name}" if self.static else "",
+            log_level="info",  # each rebalance's steps and what was kept (--keep-work)
         )
         self.procs.start(name, command="worker", settings=own)
 

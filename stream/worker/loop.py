@@ -372,6 +372,8 @@ class ConsumeLoop:
             self.order.blocked.clear()
             self.consumer.resume(*ours)
             self.rebalancing = False
+        if gained:
+            log.info("reading on with partitions %s; restoring %s", sorted(kept), gained)
         # The rounds go on with the kept partitions meanwhile: these stores are not theirs.
         # (No rebalance callback runs before this one returns.)
         await asyncio.gather(self._close(released), self._restore(gained))
