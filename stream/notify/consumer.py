@@ -29,6 +29,7 @@ from stream.metrics import DELIVERIES_PENDING, EVENT_TO_DELIVERY
 from stream.notify import NotifierConfig
 from stream.notify.dispatch import FAST, ROUTINE, Dispatcher, persist
 from stream.notify.sinks import Handoff
+from stream.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +128,10 @@ class HandoffConsumer:
     async def stop(self, grace: float | None = None) -> None:
         """Stop fetching, give running deliveries `grace` seconds, commit what settled."""
         self._stopping = True
-        fetch = self._tasks[:2]
-        for task in fetch:
-            task.cancel()
-        await asyncio.gather(*fetch, return_exceptions=True)
+        await cancel_and_wait(self._tasks[:2])  # fetching
         grace = self.config.timeout_seconds if grace is None else grace
         await self._drain(set(self._active), grace)
-        for task in self._tasks[2:]:
-            task.cancel()
-        await asyncio.gather(*self._tasks[2:], return_exceptions=True)
+        await cancel_and_wait(self._tasks[2:])
         with contextlib.suppress(KafkaError):
             await self._commit()
         for lane, queue in self._lanes.items():
@@ -270,9 +266,7 @@ class HandoffConsumer:
         tasks = {t for tp in tps for t in self._active.get(tp, ())}
         if tasks:
             _, still = await asyncio.wait(tasks, timeout=grace)
-            for task in still:
-                task.cancel()
-            await asyncio.gather(*still, return_exceptions=True)
+            await cancel_and_wait(still)
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         self._assigned -= revoked

@@ -19,6 +19,7 @@ from stream.notify import NotifierConfig
 from stream.notify.dispatch import FAST, INFRA_ERRORS, LANES, ROUTINE, Dispatcher
 from stream.notify.parked import ParkingLot, Taken
 from stream.notify.routes import SINK_NAMES
+from stream.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,10 @@ class Scheduler:
 
     async def stop(self, grace: float) -> None:
         """Stop taking, give running attempts `grace` seconds, hand queued leases back."""
-        for task in self._pollers:
-            task.cancel()
-        await asyncio.gather(*self._pollers, return_exceptions=True)
+        await cancel_and_wait(self._pollers)
         if self._active:
             await asyncio.wait(set(self._active), timeout=grace)
-        for task in self._workers:
-            task.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
+        await cancel_and_wait(self._workers)
         now = self.clock()
         for queue in self._queues.values():
             while not queue.empty():

@@ -26,6 +26,7 @@ from stream.lag import export_lag_forever
 from stream.scoring import AccountState, Model, load_model
 from stream.settings import Settings
 from stream.store.marks import Holding
+from stream.tasks import cancel_and_wait
 from stream.topics import Topics, partition_for
 from stream.worker.checkpoint import TP, Checkpoint, Staged
 from stream.worker.clients import input_consumer, output_producer, restore_consumer, worker_group
@@ -213,9 +214,7 @@ class Worker:
         if self.loop is not None and self.loop_task is not None:
             self.loop.stop()
             await asyncio.wait([self.loop_task])
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_and_wait(self.tasks)
         if self.consumer is not None:
             await self.consumer.stop()
         if self.flusher is not None:
