@@ -153,6 +153,16 @@ ORDER_HELD = LoopCounter(
     ["why"],
 )
 LEADS_IN_STATE = Gauge("leadstream_worker_leads", "Leads held in this worker's state table.")
+STATES_CACHED = Gauge(
+    "leadstream_worker_states_cached",
+    "Lead states held decoded in memory between batches (bounded by "
+    "LEADSTREAM_WORKER_STATE_CACHE).",
+)
+ROCKSDB_MEMORY = Gauge(
+    "leadstream_worker_rocksdb_bytes",
+    "Memory RocksDB holds for all the worker's stores, by kind (block_cache, memtables).",
+    ["kind"],
+)
 
 # Worker and notifier: consumer lag, computed by each process for its own group (stream/lag.py).
 # `role` is the process kind (worker, notifier), `topic` the topic name without the prefix.

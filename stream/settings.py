@@ -107,9 +107,26 @@ class Settings:
         "empty: no shadow. Compare with `leadstream whatif --from-topic leads.shadow`.",
         default="",
     )
-    rocksdb_block_cache_mib: int = _doc("RocksDB block cache per table partition, MiB.", default=16)
+    rocksdb_block_cache_mib: int = _doc(
+        "The block cache every store of the worker shares (recently read table blocks), MiB.",
+        default=16,
+    )
     rocksdb_write_buffer_mib: int = _doc(
-        "RocksDB write buffer per table partition, MiB.", default=8
+        "Largest memtable of one table of one partition before it is flushed to disk, MiB; "
+        "all of them together stay within LEADSTREAM_ROCKSDB_MEMTABLES_MIB.",
+        default=4,
+    )
+    rocksdb_memtables_mib: int = _doc(
+        "Memory the memtables of all the worker's stores may hold together (RocksDB's write "
+        "buffer manager flushes past it), MiB. Each store's write-ahead log is kept within "
+        "it too, so a restart after a crash replays at most that much.",
+        default=32,
+    )
+    worker_state_cache: int = _doc(
+        "Lead states the worker keeps decoded between batches (about 3.5 KB each): more "
+        "saves decoding busy leads again, fewer holds less memory "
+        "(gauge leadstream_worker_states_cached).",
+        default=20_000,
     )
     worker_checkpoint_max: int = _doc(
         "Most records processed before a checkpoint lands (outputs, "
@@ -398,6 +415,16 @@ class Settings:
             )
         if self.partitions < 1:
             raise SettingsError(f"{ENV_PREFIX}PARTITIONS={self.partitions}: want 1 or more")
+        rocksdb = ("rocksdb_block_cache_mib", "rocksdb_write_buffer_mib", "rocksdb_memtables_mib")
+        for name in rocksdb:
+            if getattr(self, name) < 1:
+                raise SettingsError(
+                    f"{ENV_PREFIX}{name.upper()}={getattr(self, name)}: want 1 MiB or more"
+                )
+        if self.worker_state_cache < 0:
+            raise SettingsError(
+                f"{ENV_PREFIX}WORKER_STATE_CACHE={self.worker_state_cache}: want 0 or more"
+            )
         self.parsed_write_keys()
         self.parsed_lead_api_tokens()
         self.parsed_delivery_schedule()

@@ -29,6 +29,8 @@ def test_environment_and_flags() -> None:
         ({"LEADSTREAM_KAFKA_BOOTSTRAP": "x"}, r"KAFKA_BOOTSTRAP='x': want host:port"),
         ({"LEADSTREAM_PARTITIONS": "many"}, r"PARTITIONS='many': want a int"),
         ({"LEADSTREAM_PARTITIONS": "0"}, r"PARTITIONS=0: want 1 or more"),
+        ({"LEADSTREAM_ROCKSDB_MEMTABLES_MIB": "0"}, r"MEMTABLES_MIB=0: want 1 MiB or more"),
+        ({"LEADSTREAM_WORKER_STATE_CACHE": "-1"}, r"STATE_CACHE=-1: want 0 or more"),
         ({"LEADSTREAM_REDIS_URL": "localhost"}, r"REDIS_URL='localhost'"),
         ({"LEADSTREAM_WRITE_KEYS": "abc"}, r"entry 1 of 1 has no '=': want key=source"),
         ({"LEADSTREAM_ALLOW_PRIVATE_URLS": "maybe"}, r"want a bool"),

@@ -45,6 +45,7 @@ def store_pipeline(
         Topics.from_settings(settings).by_lead,
         merge_timeout=settings.worker_merge_timeout_seconds,
         observe_latency=True,
+        state_cache=settings.worker_state_cache,
         shadow_model=shadow_model(settings),
     )
     return StorePipeline(pipeline, due, ticks)

@@ -67,7 +67,10 @@ class Worker:
         self.model = model or load_model(settings.model_path or None)
         self.topics = Topics.from_settings(settings)
         self.stores = Stores(
-            settings.data_dir, settings.rocksdb_block_cache_mib, settings.rocksdb_write_buffer_mib
+            settings.data_dir,
+            settings.rocksdb_block_cache_mib,
+            settings.rocksdb_write_buffer_mib,
+            settings.rocksdb_memtables_mib,
         )
         self.tasks: list[asyncio.Task[None]] = []
         self.loop_task: asyncio.Task[None] | None = None
@@ -166,8 +169,13 @@ class Worker:
         )
 
     async def _count_leads(self) -> None:
+        """Leads held, and the memory holding them, as gauges."""
         while True:
             metrics.LEADS_IN_STATE.set(self.stores.count("lead_state"))
+            for kind, size in self.stores.memory().items():
+                metrics.ROCKSDB_MEMORY.labels(kind).set(size)
+            if self.loop is not None:
+                metrics.STATES_CACHED.set(len(self.loop.pipeline.states))
             await asyncio.sleep(LEADS_SECONDS)
 
     def describe(self) -> str:

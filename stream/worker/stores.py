@@ -99,13 +99,25 @@ class PartitionStore:
 
 
 class Stores:
-    """The partition stores this process holds, under `<data dir>/batch/p<partition>`."""
+    """The partition stores this process holds, under `<data dir>/batch/p<partition>`.
 
-    def __init__(self, data_dir: str, block_cache_mib: int, write_buffer_mib: int):
+    Their memory is bounded as a whole, whatever the number of partitions: one block cache for
+    every store, and one write buffer manager that flushes the largest memtable once all of
+    them together reach `memtables_mib`. Each store's write-ahead log is bounded by the same
+    amount (RocksDB then flushes the tables that hold the oldest log back): a table written
+    rarely (the tick schedule, accounts) would otherwise keep every log file since its last
+    flush, and a restart after SIGKILL replays all of them before the store opens.
+    """
+
+    def __init__(
+        self, data_dir: str, block_cache_mib: int, write_buffer_mib: int, memtables_mib: int = 32
+    ):
         self.root = Path(data_dir) / "batch"
-        self.cache = rocksdict.Cache(max(1, block_cache_mib) * MIB)  # one for every store
+        self.cache = rocksdict.Cache(max(1, block_cache_mib) * MIB)
+        self.memtables = rocksdict.WriteBufferManager(max(1, memtables_mib) * MIB, False)
         self.open: dict[int, PartitionStore] = {}
         self.write_buffer = max(1, write_buffer_mib) * MIB
+        self.wal_limit = max(1, memtables_mib) * MIB
 
     def _options(self) -> tuple[rocksdict.Options, rocksdict.Options]:
         table = rocksdict.BlockBasedOptions()
@@ -115,11 +127,17 @@ class Stores:
         db.create_missing_column_families(True)
         db.set_max_open_files(256)
         db.set_block_based_table_factory(table)
+        db.set_write_buffer_manager(self.memtables)
+        db.set_max_total_wal_size(self.wal_limit)
         cf = rocksdict.Options(raw_mode=True)
         cf.set_block_based_table_factory(table)
         cf.set_write_buffer_size(self.write_buffer)
         cf.set_max_write_buffer_number(2)
         return db, cf
+
+    def memory(self) -> dict[str, int]:
+        """Bytes RocksDB holds for all stores: the block cache's and the memtables' (metrics)."""
+        return {"block_cache": self.cache.get_usage(), "memtables": self.memtables.get_usage()}
 
     def __getitem__(self, partition: int) -> PartitionStore:
         return self.open[partition]

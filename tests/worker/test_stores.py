@@ -8,6 +8,10 @@ from pathlib import Path
 import faust
 import pytest
 
+from stream.pipeline.states import EncodedStates
+from stream.scoring import load_model
+from stream.settings import Settings
+from stream.worker.scoring import store_pipeline
 from stream.worker.stores import DueView, Stores, encode, raw_view, text_view
 
 
@@ -98,3 +102,38 @@ def test_the_stores_on_disk_are_listed_open_or_not(stores: Stores, tmp_path: Pat
     (tmp_path / "batch" / "px").mkdir()  # not a store
     assert stores.on_disk() == [1, 3, 10]
     stores.close()
+
+
+def _logs(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.glob("*.log"))
+
+
+def test_memtables_and_write_ahead_logs_stay_within_the_budget_of_all_stores(
+    tmp_path: Path,
+) -> None:
+    """Large per-table buffers, a 2 MiB budget for all: the write buffer manager flushes the
+    written table, and a table written once (the tick schedule) does not keep every log since."""
+    stores = Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=64, memtables_mib=2)
+    store = stores.acquire(0)
+    store.write({"tick_due": {b'"0:1"': b'"x"'}}, {"tick_due": 1})
+    value = bytes(range(256)) * 2
+    for batch in range(60):  # ~30 MiB of states in 512-byte values
+        writes: dict[bytes, bytes | None] = {
+            f"lead-{batch}-{i}".encode(): value for i in range(1000)
+        }
+        store.write({"lead_state": writes}, {"lead_state": batch})
+    assert stores.memory()["memtables"] < 8 * 1024 * 1024
+    assert _logs(tmp_path / "batch" / "p0") < 12 * 1024 * 1024
+    stores.close()
+    again = Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=64, memtables_mib=2)
+    assert again.acquire(0).get("lead_state", b"lead-59-999") == value
+    assert again.acquire(0).offset("lead_state") == 59
+    again.close()
+
+
+def test_the_worker_keeps_as_many_decoded_states_as_its_setting_says(tmp_path: Path) -> None:
+    settings = Settings.from_env({"LEADSTREAM_WORKER_STATE_CACHE": "7"})
+    stores = Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=1)
+    states = store_pipeline(settings, load_model(None), stores, lambda _k, _n: 0).pipeline.states
+    assert isinstance(states, EncodedStates)
+    assert states.cache_size == 7
