@@ -56,7 +56,7 @@ class Holding(NamedTuple):
 
 
 class Held(Protocol):
-    """What a worker holds, as the guard reads it (both input paths have one)."""
+    """What a worker holds, as the guard reads it (`stream/worker/snapshots.StoreHeld`)."""
 
     def holding(self) -> Holding | None:
         """None while the worker is rebalancing or restoring its state (nothing to judge)."""
