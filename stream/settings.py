@@ -126,7 +126,7 @@ class Settings:
         "Lead states the worker keeps decoded between batches (about 3.5 KB each): more "
         "saves decoding busy leads again, fewer holds less memory "
         "(gauge leadstream_worker_states_cached).",
-        default=20_000,
+        default=10_000,
     )
     worker_checkpoint_max: int = _doc(
         "Most records processed before a checkpoint lands (outputs, "

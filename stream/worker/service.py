@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import InconsistentGroupProtocolError
 
-from stream import metrics
+from stream import malloc, metrics
 from stream.errors import SettingsError
 from stream.lag import export_lag_forever
 from stream.scoring import AccountState, Model, load_model
@@ -169,13 +169,14 @@ class Worker:
         )
 
     async def _count_leads(self) -> None:
-        """Leads held, and the memory holding them, as gauges."""
+        """Leads held, and the memory holding them, as gauges; free memory given back."""
         while True:
             metrics.LEADS_IN_STATE.set(self.stores.count("lead_state"))
             for kind, size in self.stores.memory().items():
                 metrics.ROCKSDB_MEMORY.labels(kind).set(size)
             if self.loop is not None:
                 metrics.STATES_CACHED.set(len(self.loop.pipeline.states))
+            malloc.trim()
             await asyncio.sleep(LEADS_SECONDS)
 
     def describe(self) -> str:
