@@ -233,7 +233,11 @@ def test_quick_bench_report_is_complete(base_settings: Settings, tmp_path: Path)
     for phase in phases.values():
         _numbers(phase)
     assert set(report["ratios"]) >= {"worker_vs_b0", "worker_vs_pfaust"}
-    assert all(t["value"] is not None and t["pass"] is not None for t in report["targets"])
+    # A quick state drain (10,000 events, checkpoints of up to 5,000) can land in too few
+    # commits to tell its thirds apart: then, and only then, that one target has no value.
+    missing = [t["target"] for t in report["targets"] if t["value"] is None or t["pass"] is None]
+    coarse = "start_events_per_s" not in phases["state_drain"]
+    assert missing == (["state drain: last third / first"] if coarse else []), missing
 
 
 def _http_phases_complete(phases: dict[str, Any]) -> None:
