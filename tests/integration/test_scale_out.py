@@ -6,19 +6,14 @@ the final states and handoff ids must equal an offline `leadstream replay`.
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from stream.demo import Processes
-from stream.dev.process import free_port
 from stream.settings import Settings
 from stream.topics import Topics, ensure_topics
 from tests.integration.worker_runs import (
+    Workers,
     assert_ends_like_replay,
     drained,
     journeys,
@@ -29,41 +24,6 @@ from tests.integration.worker_runs import (
 from tests.kafka_helpers import produce_events
 
 pytestmark = pytest.mark.integration
-
-
-# A SIGTERMed worker commits what it processed and leaves the group within this bound.
-STOP_BOUND_S = 30.0
-
-
-class Workers:
-    """Worker processes of one group, each with its own state dir and web port."""
-
-    def __init__(self, settings: Settings, tmp_path: Path):
-        self.settings = settings
-        self.tmp_path = tmp_path
-        self.procs = Processes(settings, tmp_path / "logs")
-
-    def start(self, name: str) -> None:
-        own = self.settings.replace(data_dir=str(self.tmp_path / name), worker_port=free_port())
-        self.procs.start(name, command="worker", settings=own)
-
-    def kill(self, name: str) -> None:
-        proc = self.procs.children.pop(name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-    async def terminate(self, name: str) -> tuple[int | None, float]:
-        """SIGTERM; the exit code (None: still running after the bound) and seconds taken."""
-        proc = self.procs.children.pop(name)
-        began = time.monotonic()
-        proc.terminate()
-        try:
-            code: int | None = await asyncio.to_thread(proc.wait, STOP_BOUND_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            code = None
-        return code, time.monotonic() - began
 
 
 async def test_scale_out_and_in_under_load_ends_like_replay(

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from stream.demo import Processes
-from stream.dev.process import free_port
 from stream.settings import Settings
 from stream.topics import Topics, ensure_topics
 from stream.worker.stores import TABLES, changelog_topic
+from tests.integration import worker_runs
 from tests.integration.worker_runs import assert_ends_like_replay, drained, journeys
 from tests.kafka_helpers import produce_events
 
@@ -32,17 +31,8 @@ def _numbers(text: str) -> list[int]:
     return [int(n) for n in text.split(",") if n.strip()]
 
 
-class Workers:
-    """Worker processes of one group, each with its own state dir, port and log."""
-
-    def __init__(self, settings: Settings, tmp_path: Path):
-        self.settings = settings
-        self.tmp_path = tmp_path
-        self.procs = Processes(settings, tmp_path / "logs")
-
-    def start(self, name: str) -> None:
-        own = self.settings.replace(data_dir=str(self.tmp_path / name), worker_port=free_port())
-        self.procs.start(name, command="worker", settings=own)
+class Workers(worker_runs.Workers):
+    """The group's workers, and what each logged of its assignments."""
 
     def assignments(self, name: str) -> list[tuple[list[int], list[int], list[int]]]:
         """Each assignment the worker logged: (partitions, kept, restored)."""

@@ -1,5 +1,6 @@
-"""What the worker-process tests share: seeded journeys, waiting for a drain, and the check
-that the worker's final states and handoffs equal an offline `leadstream replay`.
+"""What the worker-process tests share: seeded journeys, worker processes of one group,
+waiting for a drain, and the check that the worker's final states and handoffs equal an
+offline `leadstream replay`.
 
 Events of one topic keyed by user id are scored in the partition they arrive in (no by-lead
 hop), so replaying each partition in offset order is exactly the order the workers scored
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,6 +23,7 @@ from typing import Any
 import orjson
 
 from stream.demo import Processes
+from stream.dev.process import free_port
 from stream.lag import group_lag
 from stream.pipeline.handoff import ce_id
 from stream.scoring import LeadState, default_model, snapshot, tick
@@ -28,6 +32,8 @@ from stream.topics import Topics
 from tests.kafka_helpers import headers_of, read_all
 
 START = datetime(2026, 2, 2, 8, 0, tzinfo=UTC)
+# A SIGTERMed worker commits what it processed and leaves the group within this bound.
+STOP_BOUND_S = 30.0
 PROFILES = [
     {
         "seniority": "vp",
@@ -127,6 +133,37 @@ def _event(
         "traits": fields.get("traits", {}),
         "context": {},
     }
+
+
+class Workers:
+    """Worker processes of one group, each with its own state dir, web port and log."""
+
+    def __init__(self, settings: Settings, tmp_path: Path):
+        self.settings = settings
+        self.tmp_path = tmp_path
+        self.procs = Processes(settings, tmp_path / "logs")
+
+    def start(self, name: str) -> None:
+        own = self.settings.replace(data_dir=str(self.tmp_path / name), worker_port=free_port())
+        self.procs.start(name, command="worker", settings=own)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.children.pop(name)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    async def terminate(self, name: str) -> tuple[int | None, float]:
+        """SIGTERM; the exit code (None: still running after the bound) and seconds taken."""
+        proc = self.procs.children.pop(name)
+        began = time.monotonic()
+        proc.terminate()
+        try:
+            code: int | None = await asyncio.to_thread(proc.wait, STOP_BOUND_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        return code, time.monotonic() - began
 
 
 async def drained(settings: Settings, procs: Processes, timeout: float = 240.0) -> None:
