@@ -39,7 +39,7 @@ from stream.worker.snapshots import RedisFlusher, StoreHeld, flush_forever
 from stream.worker.stores import TABLES, Stores, changelog_topic
 
 log = logging.getLogger("leadstream.worker")
-LEADS_SECONDS = 10.0  # how often leadstream_worker_leads is counted
+GAUGE_SECONDS = 10.0  # how often the state's gauges are read and free memory given back
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -145,7 +145,7 @@ class Worker:
         self.loop_task = asyncio.create_task(loop.run(), name="worker-loop")
         self.tasks = [
             asyncio.create_task(flush_forever(flusher), name="worker-redis"),
-            asyncio.create_task(self._count_leads(), name="worker-leads"),
+            asyncio.create_task(self._watch_state(), name="worker-state-gauges"),
             asyncio.create_task(self._export_lag(), name="worker-lag"),
         ]
         install_task_dump(lambda: [], self.describe)
@@ -168,7 +168,7 @@ class Worker:
             prefix=self.settings.topic_prefix,
         )
 
-    async def _count_leads(self) -> None:
+    async def _watch_state(self) -> None:
         """Leads held, and the memory holding them, as gauges; free memory given back."""
         while True:
             metrics.LEADS_IN_STATE.set(self.stores.count("lead_state"))
@@ -177,7 +177,7 @@ class Worker:
             if self.loop is not None:
                 metrics.STATES_CACHED.set(len(self.loop.pipeline.states))
             malloc.trim()
-            await asyncio.sleep(LEADS_SECONDS)
+            await asyncio.sleep(GAUGE_SECONDS)
 
     def describe(self) -> str:
         """What `kill -USR1` logs about the loop."""

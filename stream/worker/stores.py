@@ -110,14 +110,14 @@ class Stores:
     """
 
     def __init__(
-        self, data_dir: str, block_cache_mib: int, write_buffer_mib: int, memtables_mib: int = 32
+        self, data_dir: str, block_cache_mib: int, write_buffer_mib: int, memtables_mib: int
     ):
         self.root = Path(data_dir) / "batch"
         self.cache = rocksdict.Cache(max(1, block_cache_mib) * MIB)
-        self.memtables = rocksdict.WriteBufferManager(max(1, memtables_mib) * MIB, False)
+        self.budget = max(1, memtables_mib) * MIB  # all memtables together, and each store's log
+        self.memtables = rocksdict.WriteBufferManager(self.budget, False)
         self.open: dict[int, PartitionStore] = {}
         self.write_buffer = max(1, write_buffer_mib) * MIB
-        self.wal_limit = max(1, memtables_mib) * MIB
 
     def _options(self) -> tuple[rocksdict.Options, rocksdict.Options]:
         table = rocksdict.BlockBasedOptions()
@@ -128,7 +128,7 @@ class Stores:
         db.set_max_open_files(256)
         db.set_block_based_table_factory(table)
         db.set_write_buffer_manager(self.memtables)
-        db.set_max_total_wal_size(self.wal_limit)
+        db.set_max_total_wal_size(self.budget)
         cf = rocksdict.Options(raw_mode=True)
         cf.set_block_based_table_factory(table)
         cf.set_write_buffer_size(self.write_buffer)

@@ -85,7 +85,7 @@ async def test_a_store_restores_from_its_changelogs_and_later_reads_only_what_is
     await write(states, [(k, b"old-" + k) for k in home] + [(k, b"new-" + k) for k in home[:5]])
     await write(states, [(home[-1], None)])  # a tombstone: the lead was handed over
     await write(aliases, [(b'"anon:c1"', b'"u1"')])
-    stores = Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=1)
+    stores = Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=1, memtables_mib=8)
     reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     await reader.start()
     try:

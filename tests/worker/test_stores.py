@@ -18,7 +18,7 @@ from stream.worker.stores import DueView, Stores, encode, raw_view, text_view
 
 @pytest.fixture
 def stores(tmp_path: Path) -> Stores:
-    return Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=1)
+    return Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=1, memtables_mib=8)
 
 
 def test_a_write_holds_its_changes_and_changelog_offsets_and_survives_a_reopen(
@@ -33,7 +33,7 @@ def test_a_write_holds_its_changes_and_changelog_offsets_and_survives_a_reopen(
     store.write({"lead_state": {b"u2": None}}, {"lead_state": 42})
     stores.close()
 
-    again = Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=1)
+    again = Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=1, memtables_mib=8)
     store = again.acquire(2)
     assert store.get("lead_state", b"u1") == b"state-1"
     assert store.get("lead_state", b"u2") is None  # deleted
@@ -141,7 +141,7 @@ def test_memtables_and_write_ahead_logs_stay_within_the_budget_of_all_stores(
 
 def test_the_worker_keeps_as_many_decoded_states_as_its_setting_says(tmp_path: Path) -> None:
     settings = Settings.from_env({"LEADSTREAM_WORKER_STATE_CACHE": "7"})
-    stores = Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=1)
+    stores = Stores(str(tmp_path), block_cache_mib=4, write_buffer_mib=1, memtables_mib=8)
     states = store_pipeline(settings, load_model(None), stores, lambda _k, _n: 0).pipeline.states
     assert isinstance(states, EncodedStates)
     assert states.cache_size == 7
